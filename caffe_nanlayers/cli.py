@@ -1,0 +1,51 @@
+"""``caffe-nan``: one entry point for every tool, one subcommand each.
+
+Each subcommand lives in its own module with a ``main(argv) -> int``; this
+dispatcher imports only the one asked for, so ``caffe-nan lint`` starts
+without numpy-heavy or Caffe imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "lint": ("caffe_nanlayers.lint.cli", "lint prototxt files for NaN-prone configurations"),
+    "scan": ("caffe_nanlayers.scan.cli", "run every record of a dataset through the data layers"),
+    "instrument": ("caffe_nanlayers.diagnose.instrument_cli", "add a finite check after every layer"),
+    "locate": ("caffe_nanlayers.diagnose.locate_cli", "train until the first NaN and name its cause"),
+    "doctor": ("caffe_nanlayers.diagnose.doctor_cli", "read a Caffe training log and diagnose the NaN"),
+}
+
+USAGE = (
+    "usage: caffe-nan {"
+    + ",".join(SUBCOMMANDS)
+    + "} [options]\n\n"
+    + "\n".join(f"  {name:<11} {summary}" for name, (_, summary) in SUBCOMMANDS.items())
+    + "\n\nRun 'caffe-nan SUBCOMMAND --help' for its options. Exit codes: 0 clean, 1 problems found, 2 error."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"caffe-nan: unknown subcommand {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module_name, _ = SUBCOMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("caffe_nanlayers"):
+            print(f"caffe-nan {name}: not implemented yet", file=sys.stderr)
+            return 2
+        raise
+    return module.main(rest, prog=f"caffe-nan {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
