@@ -1,0 +1,132 @@
+"""Read Caffe net and solver prototxt files into caffe_pb2 messages, for the tools that run nets.
+
+The scanner, ``instrument`` and ``locate`` all start from a user's file that
+may be a net or a solver, may name its net relative to the working
+directory (as Caffe does) or to itself, and may have a typo. They share this
+module so that all of them resolve files the same way and turn protobuf's
+parse errors into one ``path:line:col: message`` line. (The linter keeps its
+own position-preserving parser: it must work without Caffe.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+from caffe_nanlayers.caffe_net import import_caffe
+from caffe_nanlayers.errors import UserError
+
+_SOLVER_ONLY_FIELDS = re.compile(
+    r"^\s*(base_lr|lr_policy|max_iter|train_net|test_net|net_param|train_net_param|solver_mode|"
+    r"snapshot_prefix|test_iter|test_interval|iter_size|solver_type|type|momentum|weight_decay|net)\s*[:{]",
+    re.MULTILINE,
+)
+_NET_FIELDS = re.compile(r"^\s*(layer|layers|input|input_shape|input_dim)\s*[:{]", re.MULTILINE)
+
+
+def caffe_pb2():
+    """The caffe_pb2 module of the Caffe at hand (imports pycaffe quietly)."""
+    import_caffe()
+    from caffe.proto import caffe_pb2 as pb2
+
+    return pb2
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a .prototxt file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a text prototxt (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def parse_text(text: str, message, path: str | os.PathLike):
+    """Merge prototxt ``text`` into ``message``; a syntax error becomes a UserError naming path:line:col."""
+    from google.protobuf import text_format
+
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as exc:
+        line, col = getattr(exc, "GetLine", lambda: None)(), getattr(exc, "GetColumn", lambda: None)()
+        detail = str(exc)
+        detail = re.sub(r"^\d+:\d+ : ", "", detail)
+        where = f"{path}:{line}:{col}" if line else str(path)
+        kind = type(message).__name__
+        raise UserError(f"{where}: invalid {kind}: {detail}") from None
+    return message
+
+
+def looks_like_solver(text: str) -> bool:
+    """Tell a solver from a net by content, as Caffe users name files anyhow."""
+    return bool(_SOLVER_ONLY_FIELDS.search(text)) and not _NET_FIELDS.search(text)
+
+
+def read_net(path: str | os.PathLike):
+    return parse_text(_read_text(path), caffe_pb2().NetParameter(), path)
+
+
+def read_solver(path: str | os.PathLike):
+    return parse_text(_read_text(path), caffe_pb2().SolverParameter(), path)
+
+
+@dataclasses.dataclass
+class ResolvedNet:
+    """A net to run, and where it came from (for messages)."""
+
+    net: object  # caffe_pb2.NetParameter
+    path: Path | None  # the net file, or None for an inline net_param
+    solver: object | None = None  # caffe_pb2.SolverParameter when reached through a solver
+    solver_path: Path | None = None
+    note: str = ""  # how the net file was found
+
+
+def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
+    """Find a solver's net file: Caffe resolves it against the working directory; we also try the solver's."""
+    as_given = Path(name)
+    candidates = [(as_given, "relative to the working directory, as Caffe resolves it")]
+    if not as_given.is_absolute():
+        candidates.append((solver_path.parent / as_given, "relative to the solver's directory"))
+    for candidate, how in candidates:
+        if candidate.is_file():
+            return candidate, f"net file {candidate} found {how}" if len(candidates) > 1 else ""
+    raise UserError(
+        f"{solver_path}: net file {name!r} not found (tried the working directory and {solver_path.parent})"
+    )
+
+
+def read_net_or_solver(path: str | os.PathLike, which: str = "train") -> ResolvedNet:
+    """Read a net file, or a solver and its train (or first test) net."""
+    path = Path(path)
+    text = _read_text(path)
+    if not looks_like_solver(text):
+        return ResolvedNet(net=parse_text(text, caffe_pb2().NetParameter(), path), path=path)
+    solver = parse_text(text, caffe_pb2().SolverParameter(), path)
+    if which == "train":
+        if solver.HasField("train_net_param"):
+            return ResolvedNet(solver.train_net_param, None, solver, path, "inline train_net_param")
+        if solver.HasField("net_param"):
+            return ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
+        name = solver.train_net or solver.net
+    else:
+        if solver.test_net_param:
+            return ResolvedNet(solver.test_net_param[0], None, solver, path, "inline test_net_param")
+        if solver.HasField("net_param"):
+            return ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
+        name = solver.test_net[0] if solver.test_net else solver.net
+    if not name:
+        raise UserError(f"{path}: solver names no {which} net (expected net:, {which}_net: or net_param)")
+    net_path, note = resolve_net_file(name, path)
+    return ResolvedNet(read_net(net_path), net_path, solver, path, note)
+
+
+def net_to_text(net) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(net)

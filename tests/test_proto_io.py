@@ -1,0 +1,69 @@
+"""Reading nets and solvers for the tools that run them, with real caffe_pb2."""
+
+import pytest
+
+from caffe_nanlayers import proto_io
+from caffe_nanlayers.atomic import write_atomic
+from caffe_nanlayers.errors import UserError
+
+NET = 'name: "n"\nlayer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
+
+
+def test_net_file_is_read(caffe, tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text(NET)
+    resolved = proto_io.read_net_or_solver(path)
+    assert resolved.net.layer[0].name == "in" and resolved.solver is None
+
+
+def test_syntax_error_names_path_line_and_column(caffe, tmp_path):
+    path = tmp_path / "bad.prototxt"
+    path.write_text('name: "n"\nlayer {\n  name: "in"\n  typo_field: 3\n}\n')
+    with pytest.raises(UserError) as err:
+        proto_io.read_net(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:4:")
+    assert "typo_field" in message and "\n" not in message
+
+
+def test_solver_net_found_relative_to_solver_dir(caffe, tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.prototxt").write_text(NET)
+    solver = tmp_path / "models" / "solver.prototxt"
+    solver.write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 10\n')
+    monkeypatch.chdir(tmp_path)
+    resolved = proto_io.read_net_or_solver(solver)
+    assert resolved.path == tmp_path / "models" / "net.prototxt"
+    assert "solver's directory" in resolved.note
+    assert resolved.solver.max_iter == 10
+
+
+def test_solver_with_missing_net_is_a_user_error(caffe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "nowhere.prototxt"\nbase_lr: 0.01\n')
+    with pytest.raises(UserError, match=r"nowhere\.prototxt"):
+        proto_io.read_net_or_solver(solver)
+
+
+def test_inline_net_param(caffe, tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text("base_lr: 0.1\nnet_param { " + NET.replace("\n", " ") + " }\n")
+    assert proto_io.read_net_or_solver(solver).net.layer[0].type == "Input"
+
+
+def test_missing_file_and_binary_file(caffe, tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        proto_io.read_net(tmp_path / "absent.prototxt")
+    junk = tmp_path / "junk.prototxt"
+    junk.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(UserError, match="not a text prototxt"):
+        proto_io.read_net(junk)
+
+
+def test_write_atomic_replaces_whole_file(tmp_path):
+    target = tmp_path / "out" / "report.txt"
+    write_atomic(target, "first")
+    write_atomic(target, b"second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["report.txt"]
