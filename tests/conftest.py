@@ -61,3 +61,16 @@ def shared_dir():
             pytest.fail(f"CI must have the shared directory beside the checkout ({SHARED.name}/)")
         pytest.skip("the shared corpus is not beside this checkout (it exists only in CI)")
     return SHARED
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI a skip is a failure: every test, Caffe's included, must really run."""
+    if not IN_CI:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and session.exitstatus == 0:
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            reporter.write_line(f"CI: skipped test counts as a failure: {report.nodeid}: {reason}", red=True)
+        session.exitstatus = 1
