@@ -1,0 +1,305 @@
+"""What the three layers share: set-up, identity pass-through, names, errors.
+
+Caffe tells a Python layer neither its own name nor its blobs' names, yet a
+message that says "layer check_fc2, bottom 'fc2'" is the whole point of a
+check. Names come from ``bind_names(net)`` when the user calls it, otherwise
+they are looked up only when there is something to report: live pycaffe
+nets and solvers (found through ``gc``), then the prototxt named on the
+command line of ``caffe train``. The clean path never pays for any of it.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import caffe
+
+from caffe_nanlayers import proto_io
+from caffe_nanlayers.errors import NonFiniteError, UserError
+from caffe_nanlayers.finite import nonfinite_stats
+from caffe_nanlayers.params import Key, parse_param_str
+
+logger = logging.getLogger(__name__.rsplit(".", 1)[0])  # "caffe_nanlayers.layers"
+
+LABEL = Key(str, default="", doc="free text shown in every message of this layer, e.g. 'after fc2'")
+
+
+class NanLayer(caffe.Layer):
+    """Base of the package's layers; subclasses set ``SCHEMA`` and ``TOPS``.
+
+    ``TOPS`` is ``"same"`` (one top per bottom, in place or not) or
+    ``"same_or_none"`` (also no top at all: a forward-only probe).
+    """
+
+    SCHEMA: dict = {"label": LABEL}
+    TOPS = "same"
+
+    # Filled by bind_names() or, on the error path, by resolve_names().
+    name: str | None = None
+    bottom_names: list | None = None
+    top_names: list | None = None
+
+    def setup(self, bottom, top):
+        self.params = self._parse()
+        self.label = self.params["label"]
+        self.forward_passes = 0
+        self.backward_passes = 0
+        n_bottom, n_top = len(bottom), len(top)
+        if n_bottom == 0 or not (n_top == n_bottom or (n_top == 0 and self.TOPS == "same_or_none")):
+            self.resolve_names()
+            expected = "as many tops as bottoms" + (" (or none)" if self.TOPS == "same_or_none" else "")
+            raise UserError(
+                f"{self.who()}: needs at least one bottom and {expected}; "
+                f"has {n_bottom} bottom(s), {n_top} top(s)"
+            )
+        _ensure_visible_logging()
+        self.setup_layer(bottom, top)
+
+    def setup_layer(self, bottom, top):
+        """Subclass hook, called at the end of ``setup``."""
+
+    def _parse(self):
+        def parse(layer_name):
+            return parse_param_str(
+                self.param_str, self.SCHEMA, layer_class=type(self).__name__, layer_name=layer_name
+            )
+
+        try:
+            return parse(None)
+        except UserError:
+            name = self.resolve_names()  # error path: worth a look-up
+            if not name:
+                raise
+        return parse(name)  # raises again, now naming the layer
+
+    def reshape(self, bottom, top):
+        # In place this is a no-op: the top is the bottom.
+        for i in range(len(top)):
+            top[i].reshape(*bottom[i].data.shape)
+
+    # -- identity pass-through, shared by the layers that do not change data --
+
+    @staticmethod
+    def pass_forward(bottom, top):
+        for i in range(len(top)):
+            src, dst = bottom[i].data, top[i].data
+            if not same_memory(src, dst):
+                dst[...] = src
+
+    @staticmethod
+    def pass_backward(top, propagate_down, bottom):
+        for i in range(len(top)):
+            if propagate_down[i]:
+                src, dst = top[i].diff, bottom[i].diff
+                if not same_memory(src, dst):
+                    dst[...] = src
+
+    # -- names and messages (error path only) --
+
+    def who(self) -> str:
+        """How messages name this layer: class, prototxt name, label."""
+        text = type(self).__name__
+        text += f" {self.name!r}" if self.name else " (layer name unknown: see bind_names)"
+        label = getattr(self, "label", "")
+        return text + (f" [{label}]" if label else "")
+
+    def blob_name(self, direction: str, index: int) -> str | None:
+        names = self.bottom_names if direction == "forward" else self.top_names
+        return names[index] if names is not None and index < len(names) else None
+
+    def resolve_names(self) -> str | None:
+        """Find this layer's prototxt name and blob names; cache and return the name."""
+        if self.name is None and not getattr(self, "_looked_up_names", False):
+            self._looked_up_names = True
+            found = _find_in_live_nets(self) or _find_in_command_line_prototxt(self)
+            if found:
+                self.name, self.bottom_names, self.top_names = found
+        return self.name
+
+    def measure(self, direction: str, arrays: dict) -> list:
+        """[(blob index, blob name, NonFiniteStats)] of the bad ones among ``arrays`` ({index: array})."""
+        self.resolve_names()
+        found = []
+        for index, array in arrays.items():
+            stats = nonfinite_stats(array)
+            if stats is not None:
+                found.append((index, self.blob_name(direction, index), stats))
+        return found
+
+    def nonfinite_error(self, direction: str, found: list, iteration: int, dump_path=None) -> NonFiniteError:
+        """The error for what ``measure`` found in one pass.
+
+        The attributes describe the first bad blob; the message describes all of them.
+        """
+        kind, what = (
+            ("bottom", "data") if direction == "forward" else ("top", "diff (gradient arriving here)")
+        )
+        lines = [
+            f"{kind} {index}" + (f" {name!r}" if name else "") + f" {what}: {stats.describe()}"
+            for index, name, stats in found
+        ]
+        message = f"{self.who()}: non-finite values in {direction} pass, iteration {iteration}: "
+        message += "\n  ".join(lines)
+        if dump_path:
+            message += f"\n  blobs saved to {dump_path}"
+        index, name, stats = found[0]
+        return NonFiniteError(
+            message,
+            layer=self.name,
+            label=self.label or None,
+            direction=direction,
+            blob_index=index,
+            blob_name=name,
+            stats=stats,
+            iteration=iteration,
+            dump_path=str(dump_path) if dump_path else None,
+        )
+
+
+def same_memory(a, b) -> bool:
+    """True for an in-place layer: top and bottom are one blob (nothing to copy)."""
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def bind_names(net_or_solver) -> int:
+    """Give each of our layers in a ``caffe.Net`` (or every net of a solver) its names.
+
+    Sets ``name``, ``bottom_names`` and ``top_names`` from the net; returns how
+    many layers were bound. Optional: without it names are found on the error
+    path, but binding is free and works in every setting.
+    """
+    if isinstance(net_or_solver, caffe._caffe.Solver):
+        return sum(bind_names(net) for net in [net_or_solver.net, *net_or_solver.test_nets])
+    bound = 0
+    for layer, names in _layers_with_names(net_or_solver):
+        if isinstance(layer, NanLayer):
+            layer.name, layer.bottom_names, layer.top_names = names
+            bound += 1
+    return bound
+
+
+def _layers_with_names(net):
+    blob_names = list(net._blob_names)
+    layer_names = list(net._layer_names)
+    for i, layer in enumerate(net.layers):
+        yield (
+            layer,
+            (
+                layer_names[i],
+                [blob_names[j] for j in net._bottom_ids(i)],
+                [blob_names[j] for j in net._top_ids(i)],
+            ),
+        )
+
+
+def _find_in_live_nets(layer):
+    """Names of ``layer`` in a pycaffe Net or Solver alive in this process."""
+    for obj in gc.get_objects():
+        if not isinstance(obj, (caffe.Net, caffe._caffe.Solver)):
+            continue
+        try:
+            nets = [obj.net, *obj.test_nets] if isinstance(obj, caffe._caffe.Solver) else [obj]
+            for net in nets:
+                for candidate, names in _layers_with_names(net):
+                    if candidate is layer:
+                        return names
+        except Exception:
+            # A Net whose C++ constructor is still running (this very layer's
+            # setup) is already a Python object, and any use of it raises.
+            continue
+    return None
+
+
+def _find_in_command_line_prototxt(layer, argv=None):
+    """Names of ``layer`` from the prototxt given to ``caffe train -solver`` / ``-model``.
+
+    Under the ``caffe`` binary there is no pycaffe object to search. The
+    layer is the unique Python layer of its phase whose module, class and
+    param_str are ours; ambiguity gives None rather than a wrong name.
+    """
+    # Not proto_io.read_*: they go through import_caffe(), which would switch
+    # a GPU training run to CPU mode.
+    from caffe.proto import caffe_pb2
+
+    if argv is None:
+        try:
+            argv = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            argv = list(getattr(sys, "argv", []))
+    nets = []
+    try:
+        for flag, path in _flag_values(argv, ("solver", "model")):
+            text = Path(path).read_text()
+            if flag == "model" or not proto_io.looks_like_solver(text):
+                nets.append(proto_io.parse_text(text, caffe_pb2.NetParameter(), path))
+                continue
+            solver = proto_io.parse_text(text, caffe_pb2.SolverParameter(), path)
+            nets += [solver.net_param, solver.train_net_param, *solver.test_net_param]
+            for name in [solver.net, solver.train_net, *solver.test_net]:
+                if name:
+                    net_path, _ = proto_io.resolve_net_file(name, Path(path))
+                    nets.append(proto_io.parse_text(net_path.read_text(), caffe_pb2.NetParameter(), net_path))
+    except (OSError, UserError):
+        return None
+    names = {
+        (p.name, tuple(p.bottom), tuple(p.top)) for net in nets for p in net.layer if _is_this_layer(layer, p)
+    }
+    if len(names) != 1:
+        return None
+    name, bottoms, tops = names.pop()
+    return name, list(bottoms), list(tops)
+
+
+def _flag_values(argv, flags):
+    """(flag, value) for gflags-style ``-flag value``, ``--flag=value`` in argv."""
+    for i, arg in enumerate(argv):
+        word = arg.lstrip("-")
+        if not arg.startswith("-"):
+            continue
+        for flag in flags:
+            if word.startswith(flag + "="):
+                yield flag, word[len(flag) + 1 :]
+            elif word == flag and i + 1 < len(argv):
+                yield flag, argv[i + 1]
+
+
+def _is_this_layer(layer, param) -> bool:
+    python = param.python_param
+    if param.type != "Python" or python.param_str != layer.param_str:
+        return False
+    phase = getattr(layer, "phase", None)
+    if phase is not None:
+        if param.include and not any(not r.HasField("phase") or r.phase == phase for r in param.include):
+            return False
+        if any(r.HasField("phase") and r.phase == phase for r in param.exclude):
+            return False
+    try:
+        return getattr(importlib.import_module(python.module), python.layer, None) is type(layer)
+    except ImportError:
+        return False
+
+
+class _FallbackHandler(logging.StreamHandler):
+    """stderr output for the ``caffe train`` case, where nobody configures logging.
+
+    Stays silent as soon as the application configures the root logger, so
+    messages are never printed twice.
+    """
+
+    def emit(self, record):
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+def _ensure_visible_logging():
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = _FallbackHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"[{logger.name}] %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)

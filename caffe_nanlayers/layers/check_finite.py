@@ -1,0 +1,122 @@
+"""CheckFiniteLayer: stop at the first NaN/Inf, forward or backward, and say where.
+
+It replaces the ``checkFiniteLayer`` snippet Caffe users pass around, which
+checks only the forward pass in practice: its backward looks at a top's diff
+only when ``propagate_down`` is false, that is, never when it matters. Here
+the backward pass checks every top's diff, the gradient arriving at this
+point of the net, whatever ``propagate_down`` says.
+
+A check is meant to stay in a training net, so the clean path is one read of
+each blob (``finite.all_finite``); statistics, names and dumps are computed
+only once something is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from caffe_nanlayers.finite import all_finite
+from caffe_nanlayers.layers.base import LABEL, NanLayer, logger
+from caffe_nanlayers.params import Key
+
+SCHEMA = {
+    "label": LABEL,
+    "mode": Key(
+        str,
+        default="raise",
+        choices=("raise", "warn", "dump"),
+        doc="raise NonFiniteError; warn: log a warning through Python logging and go on; "
+        "dump: save the offending blobs as .npz under dump_dir, then raise",
+    ),
+    "dump_dir": Key(
+        str, default="nan_dumps", doc="directory for mode 'dump' (created if missing; relative to the cwd)"
+    ),
+    "direction": Key(
+        str,
+        default="both",
+        choices=("both", "forward", "backward"),
+        doc="forward checks every bottom's data; backward checks every top's diff",
+    ),
+}
+
+
+class CheckFiniteLayer(NanLayer):
+    """Checks its bottoms' data (forward) and its tops' diffs (backward).
+
+    Any number of bottoms; in place (top == bottom: nothing is copied), not
+    in place (data forward and diffs backward are copied, honouring
+    ``propagate_down``) or without tops (a forward-only probe).
+    """
+
+    SCHEMA = SCHEMA
+    TOPS = "same_or_none"
+
+    def setup_layer(self, bottom, top):
+        direction = self.params["direction"]
+        self.check_forward = direction in ("both", "forward")
+        self.check_backward = direction in ("both", "backward")
+        self.mode = self.params["mode"]
+        self.events = 0  # passes in which something non-finite was found (useful with mode 'warn')
+
+    def forward(self, bottom, top):
+        iteration = self.forward_passes
+        self.forward_passes += 1
+        if self.check_forward:
+            self._check("forward", {i: bottom[i].data for i in range(len(bottom))}, iteration)
+        self.pass_forward(bottom, top)
+
+    def backward(self, top, propagate_down, bottom):
+        iteration = self.backward_passes
+        self.backward_passes += 1
+        if self.check_backward:
+            self._check("backward", {i: top[i].diff for i in range(len(top))}, iteration)
+        self.pass_backward(top, propagate_down, bottom)
+
+    def _check(self, direction, arrays, iteration):
+        bad = {i: a for i, a in arrays.items() if not all_finite(a)}
+        if not bad:
+            return
+        self.events += 1
+        found = self.measure(direction, bad)
+        if self.mode == "warn":
+            logger.warning("%s", self.nonfinite_error(direction, found, iteration))
+            return
+        dump_path = self._dump(direction, bad, found, iteration) if self.mode == "dump" else None
+        raise self.nonfinite_error(direction, found, iteration, dump_path)
+
+    def _dump(self, direction, arrays, found, iteration) -> Path:
+        """Write the bad blobs and what is known about them to one .npz file.
+
+        ``blob<i>`` holds bottom i's data (forward) or top i's diff (backward);
+        ``meta`` a JSON string: layer, label, direction, iteration and, per
+        blob, its index, name, shape and counts.
+        """
+        directory = Path(self.params["dump_dir"])
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^\w.-]+", "_", self.name or self.label or type(self).__name__)
+        path = directory / f"{stem}-{direction}-iter{iteration}.npz"
+        n = 1
+        while path.exists():
+            path = directory / f"{stem}-{direction}-iter{iteration}-{n}.npz"
+            n += 1
+        meta = {
+            "layer": self.name,
+            "label": self.label,
+            "direction": direction,
+            "iteration": iteration,
+            "blobs": [
+                {"index": index, "name": name, "array": f"blob{index}", **stats.as_dict()}
+                for index, name, stats in found
+            ],
+        }
+        with open(path, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **{f"blob{i}": arrays[i] for i, _, _ in found})
+        return path
+
+
+# The name of the snippet this layer replaces, so existing prototxt files keep working.
+checkFiniteLayer = CheckFiniteLayer

@@ -1,0 +1,83 @@
+"""Python layers that make NaN/Inf on purpose, for tests (ours and the diagnose tools').
+
+Caffe imports them by module name: ``python_param { module: "nan_test_layers"
+layer: "BackwardNaNLayer" }``; pytest puts tests/ on ``sys.path`` (rootdir
+insertion), so any test can use them. Their ``param_str`` goes through the
+package's own parser.
+"""
+
+from __future__ import annotations
+
+import json
+
+import caffe
+import numpy as np
+
+from caffe_nanlayers.params import Key, non_negative, parse_param_str
+
+_SCHEMA = {
+    "value": Key(str, default="nan", choices=("nan", "inf", "-inf"), doc="what to inject"),
+    "after": Key(int, default=0, check=non_negative, doc="clean passes before the first injection"),
+    "count": Key(int, default=1, check=non_negative, doc="elements injected per pass (0: all)"),
+}
+
+
+def python_layer(name, layer, bottom=(), top=(), param_str="", module="caffe_nanlayers.layers") -> str:
+    """Prototxt text of one Python layer (``param_str`` quoted and escaped for prototxt)."""
+    blobs = "".join(f' bottom: "{b}"' for b in bottom) + "".join(f' top: "{t}"' for t in top)
+    return (
+        f'layer {{ name: "{name}" type: "Python"{blobs}\n'
+        f'  python_param {{ module: "{module}" layer: "{layer}" param_str: {json.dumps(param_str)} }} }}\n'
+    )
+
+
+class _InjectingLayer(caffe.Layer):
+    """Identity (one top per bottom, in place or not) that injects in one direction."""
+
+    def setup(self, bottom, top):
+        params = parse_param_str(self.param_str, _SCHEMA, layer_class=type(self).__name__, label_key="value")
+        self.value = np.float32(params["value"])
+        self.after, self.count = params["after"], params["count"]
+        self.passes = 0
+
+    def reshape(self, bottom, top):
+        for i in range(len(top)):
+            top[i].reshape(*bottom[i].data.shape)
+
+    def inject(self, array):
+        """Inject into ``array`` if this pass is due; True when it did."""
+        self.passes += 1
+        if self.passes <= self.after:
+            return False
+        flat = array.reshape(-1)
+        flat[: self.count or flat.size] = self.value
+        return True
+
+    def forward(self, bottom, top):
+        for i in range(len(top)):
+            top[i].data[...] = bottom[i].data
+
+    def backward(self, top, propagate_down, bottom):
+        for i in range(len(top)):
+            if propagate_down[i]:
+                bottom[i].diff[...] = top[i].diff
+
+
+class ForwardNaNLayer(_InjectingLayer):
+    """Forward: copies its bottoms and injects NaN/Inf into top 0's data. Backward: identity."""
+
+    def forward(self, bottom, top):
+        super().forward(bottom, top)
+        self.inject(top[0].data)
+
+
+class BackwardNaNLayer(_InjectingLayer):
+    """Forward: identity, always finite. Backward: injects NaN/Inf into bottom 0's diff.
+
+    The case a forward check cannot see: e.g. sqrt (Power 0.5) at 0, whose
+    derivative is infinite.
+    """
+
+    def backward(self, top, propagate_down, bottom):
+        super().backward(top, propagate_down, bottom)
+        self.inject(bottom[0].diff)
