@@ -23,7 +23,7 @@ def clip_net(make_net, param_str, shapes=((4, 5),), in_place=False, phase="TEST"
         + python_layer("clip", "GradientClipLayer", names, tops, param_str)
     )
     net = make_net(text, phase)
-    return net, net.layer_dict["clip"], names, tops
+    return net, net.layer_dict["clip"], tops
 
 
 def backward_with(net, tops, grads):
@@ -38,7 +38,7 @@ def gradient(norm, shape=(4, 5), seed=0):
 
 @pytest.mark.parametrize("in_place", [False, True])
 def test_norm_above_threshold_is_rescaled_to_it(make_net, in_place):
-    net, layer, names, tops = clip_net(make_net, "{'threshold': 2.0, 'log_every': 0}", in_place=in_place)
+    net, layer, tops = clip_net(make_net, "{'threshold': 2.0, 'log_every': 0}", in_place=in_place)
     net.blobs["x0"].data[...] = 3
     g = gradient(50.0)
     backward_with(net, tops, [g])
@@ -51,7 +51,7 @@ def test_norm_above_threshold_is_rescaled_to_it(make_net, in_place):
 
 
 def test_norm_below_threshold_is_untouched(make_net):
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 2.0}")
+    net, layer, tops = clip_net(make_net, "{'threshold': 2.0}")
     g = gradient(1.5)
     backward_with(net, tops, [g])
     assert np.array_equal(net.blobs["x0"].diff, g)
@@ -60,7 +60,7 @@ def test_norm_below_threshold_is_untouched(make_net):
 
 def test_huge_gradient_norm_does_not_overflow(make_net):
     # ||g||^2 is beyond float32's range while g itself is finite.
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 1.0}")
+    net, layer, tops = clip_net(make_net, "{'threshold': 1.0}")
     g = gradient(1e30)
     backward_with(net, tops, [g])
     assert np.linalg.norm(net.blobs["x0"].diff.astype(np.float64)) == pytest.approx(1.0, rel=1e-5)
@@ -68,7 +68,7 @@ def test_huge_gradient_norm_does_not_overflow(make_net):
 
 
 def test_global_scope_uses_one_norm_over_all_bottoms(make_net):
-    net, layer, names, tops = clip_net(make_net, "{'threshold': 1.0}", shapes=((3,), (2, 2)))
+    net, layer, tops = clip_net(make_net, "{'threshold': 1.0}", shapes=((3,), (2, 2)))
     g0, g1 = gradient(3.0, (3,)), gradient(4.0, (2, 2), seed=1)  # global norm 5
     backward_with(net, tops, [g0, g1])
     assert np.allclose(net.blobs["x0"].diff, g0 / 5, rtol=1e-6)
@@ -77,7 +77,7 @@ def test_global_scope_uses_one_norm_over_all_bottoms(make_net):
 
 
 def test_blob_scope_clips_each_bottom_on_its_own(make_net):
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 3.5, 'scope': 'blob'}", shapes=((3,), (2, 2)))
+    net, layer, tops = clip_net(make_net, "{'threshold': 3.5, 'scope': 'blob'}", shapes=((3,), (2, 2)))
     g0, g1 = gradient(3.0, (3,)), gradient(4.0, (2, 2), seed=1)
     backward_with(net, tops, [g0, g1])
     assert np.array_equal(net.blobs["x0"].diff, g0)  # below threshold
@@ -86,14 +86,14 @@ def test_blob_scope_clips_each_bottom_on_its_own(make_net):
 
 
 def test_value_mode_clips_elements(make_net):
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 0.5, 'mode': 'value'}", shapes=((4,),))
+    net, layer, tops = clip_net(make_net, "{'threshold': 0.5, 'mode': 'value'}", shapes=((4,),))
     backward_with(net, tops, [np.array([-2.0, -0.25, 0.5, 7.0], np.float32)])
     assert net.blobs["x0"].diff.tolist() == [-0.5, -0.25, 0.5, 0.5]
     assert layer.clip_events == 1 and layer.max_norm == 7.0
 
 
 def test_nonfinite_gradient_raises_by_default(make_net):
-    net, _, _, tops = clip_net(make_net, "{'threshold': 1.0, 'label': 'above fc'}")
+    net, _, tops = clip_net(make_net, "{'threshold': 1.0, 'label': 'above fc'}")
     g = gradient(0.5)
     g[1, 2] = np.nan
     with pytest.raises(NonFiniteError) as err:
@@ -111,7 +111,7 @@ def test_nonfinite_zero_skips_the_update_and_pass_lets_it_through(make_net, capl
         ("zero", "blob", g0, True),
         ("pass", "global", g0, False),
     ):
-        net, layer, _, tops = clip_net(
+        net, layer, tops = clip_net(
             make_net,
             f"{{'threshold': 1.0, 'nonfinite': '{policy}', 'scope': '{scope}'}}",
             shapes=((3,), (2, 2)),
@@ -126,7 +126,7 @@ def test_nonfinite_zero_skips_the_update_and_pass_lets_it_through(make_net, capl
 
 
 def test_summary_every_n_backward_passes(make_net, caplog):
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 1.0, 'log_every': 2}")
+    net, _, tops = clip_net(make_net, "{'threshold': 1.0, 'log_every': 2}")
     with caplog.at_level(logging.INFO, logger="caffe_nanlayers.layers"):
         for norm in (5.0, 0.5, 0.5):
             backward_with(net, tops, [gradient(norm)])
@@ -136,7 +136,7 @@ def test_summary_every_n_backward_passes(make_net, caplog):
 
 
 def test_forward_only_in_test_phase(make_net):
-    net, layer, _, tops = clip_net(make_net, "{'threshold': 1.0}", phase="TEST")
+    net, layer, _ = clip_net(make_net, "{'threshold': 1.0}", phase="TEST")
     net.blobs["x0"].data[...] = 7
     net.forward()
     assert (net.blobs["y0"].data == 7).all() and layer.phase == 1
