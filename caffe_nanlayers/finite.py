@@ -1,16 +1,23 @@
 """The one measure of non-finite values, shared by every layer and tool.
 
 A check sits in the hot path of training, so the clean case must cost about
-one read of the array. The sum of an array is finite only if every element
-is (NaN and ±Inf propagate through addition and never come back), so one
-``np.add.reduce`` answers "all finite?" with no temporary array. Only when
-the sum is not finite (a bad element, or a legitimate float overflow) do we
-pay for the element-wise masks that produce the full statistics.
+one read of the array. The maximum of an array is NaN if any element is
+(``np.maximum`` propagates NaN) and +Inf if any is +Inf; the minimum catches
+-Inf. So a finite maximum and a finite minimum mean every element is finite,
+with no temporary array. We take them chunk by chunk, each chunk small
+enough to stay in the core's cache between the two reductions, so the
+array is read from memory about once. Unlike a sum (our first version),
+this never overflows on legitimately large values, raises no floating-point
+warning (so needs no ``np.errstate``, a fixed cost that dominated small
+blobs) and, being comparisons only, is not slowed down by subnormal values.
+Only when something is not finite do we pay for the element-wise masks that
+produce the full statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -65,16 +72,30 @@ class NonFiniteStats:
         }
 
 
+# 128K float32 = 512 KiB: fits in a core's L2 cache with room to spare, and
+# is large enough that the per-chunk Python overhead stays under a few %.
+_CHUNK = 1 << 17
+
+
 def all_finite(array: np.ndarray) -> bool:
-    """True when every element is finite; one pass, no temporaries on the clean path."""
-    if array.dtype.kind not in "fc" or array.size == 0:
+    """True when every element is finite; about one read, no temporaries on the clean path."""
+    kind = array.dtype.kind
+    if kind not in "fc" or array.size == 0:
         return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(array, axis=None)
-    if np.isfinite(total):
-        return True
-    # The sum overflowed or an element is bad: decide element-wise.
-    return bool(np.isfinite(array).all())
+    if kind == "c":
+        return all_finite(array.real) and all_finite(array.imag)
+    if array.dtype.itemsize > 8:  # long double: its extremes would not fit a Python float
+        return bool(np.isfinite(array).all())
+    if array.size <= _CHUNK or not array.flags.c_contiguous:
+        return _finite_extremes(array)
+    flat = array.reshape(-1)
+    return all(_finite_extremes(flat[i : i + _CHUNK]) for i in range(0, flat.size, _CHUNK))
+
+
+def _finite_extremes(array: np.ndarray) -> bool:
+    return math.isfinite(np.maximum.reduce(array, axis=None)) and math.isfinite(
+        np.minimum.reduce(array, axis=None)
+    )
 
 
 def nonfinite_stats(array: np.ndarray) -> NonFiniteStats | None:
