@@ -16,7 +16,7 @@ setup(
     # comes from a local build (scripts/install_caffe.py) or the user's own.
     install_requires=["numpy", "protobuf"],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "lmdb", "h5py", "matplotlib"],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "lmdb", "h5py", "matplotlib", "plyvel"],
     },
     entry_points={
         "console_scripts": [

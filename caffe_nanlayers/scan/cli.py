@@ -1,0 +1,113 @@
+"""``caffe-nan scan`` (also ``scripts/scan_inputs.py``): name every bad record of a net's datasets.
+
+Exit codes follow the linters users know: 0 every record clean, 1 bad
+records found, 2 a usage or input error (printed as one line, never a
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.scan.progress import Progress
+from caffe_nanlayers.scan.report import format_json, format_text
+from caffe_nanlayers.scan.scanner import DEFAULT_PYTHON_BATCHES, scan
+
+EPILOG = (
+    "Exit codes: 0 all records clean, 1 bad records found, 2 usage or input error. "
+    "The dataset is only read: Caffe opens a private view of it, never its directory."
+)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=prog,
+        description=(
+            "Run every record of the datasets read by a net's data layers through real Caffe, "
+            "with a dummy loss that measures each record, and name the records holding NaN/Inf "
+            "or out-of-range labels."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument("net", help="train_val.prototxt, or a solver.prototxt (its train net is scanned)")
+    parser.add_argument(
+        "--phase",
+        type=str.upper,
+        choices=("TRAIN", "TEST"),
+        default="TRAIN",
+        help="which phase's data layers to scan (default TRAIN)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive, metavar="N", help="scan at most the first N records of each source"
+    )
+    parser.add_argument(
+        "--python-batches",
+        type=_positive,
+        default=DEFAULT_PYTHON_BATCHES,
+        metavar="N",
+        help="batches to draw from Python data layers when no other source sets the pass "
+        f"(default {DEFAULT_PYTHON_BATCHES})",
+    )
+    parser.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="same as --format json"
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (default text)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed in one line (2)
+        return int(exc.code or 0)
+    progress = None
+
+    def on_progress(done: int, total: int, unit: str) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(total, sys.stderr, unit=unit)
+        progress.update(done)
+
+    try:
+        report = scan(
+            args.net,
+            phase=args.phase,
+            limit=args.limit,
+            python_batches=args.python_batches,
+            on_progress=None if args.quiet else on_progress,
+        )
+    except UserError as exc:
+        if progress is not None:
+            progress.finish()
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if progress is not None:
+        progress.finish()
+    sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))
+    return 1 if report.bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

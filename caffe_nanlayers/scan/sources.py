@@ -1,0 +1,126 @@
+"""What each data layer of the scan reads: its size in records, how a record is named, how Caffe opens it.
+
+One ``Source`` per scanned layer answers the three questions the scan asks
+of a dataset whatever its kind: how many records make one pass, what to
+tell the user about the record at position ``i`` of that pass (an LMDB or
+LevelDB key, an HDF5 file and row, an image list line, a batch and item),
+and which source Caffe should open so that the user's directory is never
+written to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.scan import databases, hdf5_lists
+from caffe_nanlayers.scan.scan_net import is_python_data_layer
+
+BACKENDS = {0: "LEVELDB", 1: "LMDB"}  # DataParameter.DB
+
+
+@dataclasses.dataclass
+class Source:
+    layer: str
+    kind: str  # "LMDB", "LevelDB", "HDF5", "ImageData", "Python"
+    source: str  # as written in the prototxt ("" for Python layers)
+    records: int | None  # one pass; None when unknown (Python layers)
+    batch_size: int | None  # None when the layer decides at run time (Python layers)
+    view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB)
+    hdf5_files: list = dataclasses.field(default_factory=list)
+    image_lines: list = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        what = f"{self.kind} source {self.source!r}" if self.source else f"{self.kind} layer"
+        return f"{what} (layer {self.layer!r})"
+
+    def point_caffe_at_view(self, layer) -> None:
+        """Make the scan net's copy of the layer read the private view of the database."""
+        if self.view is not None:
+            layer.data_param.source = str(self.view)
+
+    def locate(self, findings: list[dict]) -> list[dict]:
+        """Where each finding's record is, as plain fields: key, file+row, file+line+image, or batch+item."""
+        if self.kind in ("LMDB", "LevelDB"):
+            keys = databases.keys_at(self.view, self._backend, self.label, {f["record"] for f in findings})
+            return [{"key": databases.key_text(keys[f["record"]])} for f in findings]
+        if self.kind == "HDF5":
+            return [
+                dict(zip(("file", "row"), hdf5_lists.locate_row(self.hdf5_files, f["record"])))
+                for f in findings
+            ]
+        if self.kind == "ImageData":
+            return [
+                {"file": self.source, "line": f["record"] + 1, "image": self.image_lines[f["record"]]}
+                for f in findings
+            ]
+        return [{"batch": f["batch"], "item": f["position"]} for f in findings]
+
+    def explain_abort(self, start: int, datum_class) -> str | None:
+        """After Caffe aborted: the first record from ``start`` on that Caffe cannot read, if one is found."""
+        if self.kind not in ("LMDB", "LevelDB"):
+            return None
+        found = databases.first_broken_record(
+            self.view, self._backend, self.label, start, self.batch_size, datum_class
+        )
+        return f"{self.label}: {found}" if found else None
+
+    @property
+    def _backend(self) -> str:
+        return "LMDB" if self.kind == "LMDB" else "LEVELDB"
+
+
+def open_source(layer, workdir: Path) -> Source:
+    """Check the layer's dataset the way Caffe will read it, count one pass, and prepare a view if needed."""
+    if layer.type == "Data":
+        return _database(layer, workdir)
+    if layer.type == "HDF5Data":
+        param = layer.hdf5_data_param
+        label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
+        if not param.source:
+            raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
+        files = hdf5_lists.inspect_files(param.source, list(layer.top), label)
+        return Source(
+            layer.name, "HDF5", param.source, sum(f.rows for f in files), param.batch_size, hdf5_files=files
+        )
+    if layer.type == "ImageData":
+        return _image_list(layer)
+    if is_python_data_layer(layer):
+        return Source(layer.name, "Python", "", None, None)
+    raise UserError(f"layer {layer.name!r}: {layer.type} layers cannot be scanned")
+
+
+def _database(layer, workdir: Path) -> Source:
+    param = layer.data_param
+    backend = BACKENDS.get(param.backend, "LEVELDB")
+    kind = "LMDB" if backend == "LMDB" else "LevelDB"
+    label = f"{kind} source {param.source!r} (layer {layer.name!r})"
+    if not param.source:
+        raise UserError(f"layer {layer.name!r}: data_param has no source")
+    if param.batch_size <= 0:
+        raise UserError(f"layer {layer.name!r}: data_param.batch_size must be set (> 0)")
+    database = Path(param.source)
+    databases.check_database_dir(database, backend, label)
+    view = databases.make_view(database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend)
+    records = databases.count_records(view, backend, label)
+    if records == 0:
+        raise UserError(f"{label}: the database is empty; Caffe cannot fill a batch from it")
+    return Source(layer.name, kind, param.source, records, param.batch_size, view=view)
+
+
+def _image_list(layer) -> Source:
+    param = layer.image_data_param
+    label = f"ImageData source {param.source!r} (layer {layer.name!r})"
+    try:
+        lines = Path(param.source).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{label}: no such file (Caffe resolves it against the working directory)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{label}: cannot read the image list: {exc}") from None
+    if not lines:
+        raise UserError(f"{label}: the image list is empty")
+    # Caffe splits each line at its last space: the image path, then the label.
+    images = [param.root_folder + line.rsplit(" ", 1)[0] for line in lines]
+    return Source(layer.name, "ImageData", param.source, len(lines), param.batch_size, image_lines=images)

@@ -1,0 +1,280 @@
+"""End to end: ``caffe-nan scan`` on datasets written here, run through real Caffe.
+
+Each scan starts one Caffe child process (about a second), so each test
+plants several kinds of trouble in one dataset and checks them all at once:
+every planted record is named with its exact key or file and row, and
+nothing else is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from conftest import REPO
+from scan_datasets import (
+    float_datum,
+    float_records,
+    snapshot,
+    uint8_datum,
+    write_leveldb,
+    write_lmdb,
+)
+
+from caffe_nanlayers.scan.cli import main
+
+pytestmark = pytest.mark.caffe
+
+CLASSIFIER = """
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 4 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def run_scan(capsys, *argv):
+    code = main([*argv, "--json", "-q"])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out else None), captured.err
+
+
+def found(report) -> set:
+    """(where, top, problem) of every bad record, where being the key or (file, row)."""
+    return {(b.get("key") or (b.get("file"), b.get("row")), b["top"], b["problem"]) for b in report["bad"]}
+
+
+def data_layer(source: str, batch_size: int, backend="LMDB", transform: str = "", extra: str = "") -> str:
+    return (
+        f'layer {{ name: "data" type: "Data" top: "data" top: "label" {extra}\n'
+        f'  data_param {{ source: "{source}" backend: {backend} batch_size: {batch_size} }}\n'
+        f"  {transform} }}\n"
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in tmp_path: Caffe resolves sources against the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_float_lmdb_every_planted_record_once_and_nothing_else(caffe, workdir, capsys):
+    # 10 records, batch 4: the third batch wraps around to records 0 and 1, which must not count twice.
+    planted = {
+        0: [(0, np.nan)],
+        3: [(1, np.inf), (2, -np.inf)],
+        4: [(17, np.nan), (16, np.nan)],
+        9: [(5, -np.inf)],
+    }
+    records = float_records(10, planted=planted)
+    labels = [0, 1, 2, 3, 4, 0, -1, 1, 2, 3]  # 4 >= num_output, -1 negative
+    write_lmdb(workdir / "train_lmdb", [float_datum(r, label=y) for r, y in zip(records, labels)])
+    (workdir / "train_lmdb" / "lock.mdb").unlink()
+    before = snapshot(workdir / "train_lmdb")
+    (workdir / "net.prototxt").write_text(
+        data_layer("train_lmdb", 4, "LMDB", "transform_param { mirror: true }", "include { phase: TRAIN }")
+        + CLASSIFIER
+    )
+
+    code, report, _ = run_scan(capsys, "net.prototxt")
+
+    assert code == 1
+    assert report["records_scanned"] == 10
+    assert found(report) == {
+        ("00000000", "data", "nonfinite"),
+        ("00000003", "data", "nonfinite"),
+        ("00000004", "data", "nonfinite"),
+        ("00000009", "data", "nonfinite"),
+        ("00000004", "label", "label"),
+        ("00000006", "label", "label"),
+    }
+    by_key = {(b["key"], b["top"]): b for b in report["bad"]}
+    assert [by_key["00000003", "data"][k] for k in ("nan", "posinf", "neginf")] == [0, 1, 1]
+    assert [by_key["00000004", "data"][k] for k in ("nan", "posinf", "neginf")] == [2, 0, 0]
+    clean = records[3].reshape(-1)[3:]
+    assert by_key["00000003", "data"]["min"] == pytest.approx(float(clean.min()))
+    assert by_key["00000003", "data"]["max"] == pytest.approx(float(clean.max()))
+    assert by_key["00000004", "label"]["label"] == 4
+    assert by_key["00000006", "label"]["label"] == -1
+    assert all(b["source"] == "train_lmdb" for b in report["bad"])
+    assert report["bad_records"] == 5
+    assert any("mirror turned off" in note for note in report["notes"])
+    # Read-only: no lock.mdb created, nothing changed.
+    assert snapshot(workdir / "train_lmdb") == before
+
+
+def test_uint8_lmdb_is_scaled_as_in_training_and_float_records_among_them_are_checked(caffe, workdir, capsys):
+    rng = np.random.default_rng(1)
+    values = [uint8_datum(rng.integers(0, 256, (3, 4, 4)), label=1) for _ in range(7)]
+    bad = np.full((3, 4, 4), 128.0, dtype=np.float32)
+    bad[0, 0, 0] = np.nan
+    values[5] = float_datum(bad, label=1)  # a converter wrote one record as float_data
+    write_lmdb(workdir / "u8_lmdb", values)
+    (workdir / "net.prototxt").write_text(
+        data_layer("u8_lmdb", 3, transform="transform_param { scale: 0.00390625 mean_value: 0 }")
+    )
+
+    code, report, _ = run_scan(capsys, "net.prototxt")
+
+    assert code == 1
+    assert found(report) == {("00000005", "data", "nonfinite")}
+    (record,) = report["bad"]
+    assert (record["nan"], record["min"], record["max"]) == (1, 0.5, 0.5)  # 128 * 1/256: the scale applied
+    assert report["records_scanned"] == 7
+
+
+def test_hdf5_list_of_two_files_names_file_and_row(caffe, workdir, capsys):
+    data_a = np.zeros((5, 2, 3), np.float32)
+    data_b = np.ones((4, 2, 3), np.float32)
+    data_a[2, 1, 1] = np.nan
+    data_b[0, 0, 0] = np.inf
+    data_b[3, :, :] = -np.inf
+    label_a = np.array([0, 1, 2, 3, 0], np.float32)
+    label_b = np.array([1, 2.5, 3, 0], np.float32)  # 2.5 is no class index
+    for name, data, label in (("a.h5", data_a, label_a), ("b.h5", data_b, label_b)):
+        with h5py.File(workdir / name, "w") as f:
+            f["data"], f["label"] = data, label
+    (workdir / "list.txt").write_text("a.h5\nb.h5\n")
+    before = snapshot(workdir)
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
+        '  hdf5_data_param { source: "list.txt" batch_size: 4 shuffle: true } }\n' + CLASSIFIER
+    )
+    before = {k: v for k, v in snapshot(workdir).items() if k != "net.prototxt"}
+
+    code, report, _ = run_scan(capsys, "net.prototxt")
+
+    assert code == 1
+    assert report["records_scanned"] == 9
+    assert found(report) == {
+        (("a.h5", 2), "data", "nonfinite"),
+        (("b.h5", 0), "data", "nonfinite"),
+        (("b.h5", 3), "data", "nonfinite"),
+        (("b.h5", 1), "label", "label"),
+    }
+    row3 = next(b for b in report["bad"] if b.get("row") == 3)
+    assert (row3["neginf"], row3["min"], row3["max"]) == (6, None, None)
+    assert {k: v for k, v in snapshot(workdir).items() if k != "net.prototxt"} == before
+
+
+def test_leveldb_is_read_through_a_private_view(caffe, workdir, capsys):
+    records = float_records(6, planted={2: [(3, np.nan)]})
+    write_leveldb(workdir / "train_leveldb", [float_datum(r) for r in records])
+    before = snapshot(workdir / "train_leveldb")
+    (workdir / "net.prototxt").write_text(data_layer("train_leveldb", 4, backend="LEVELDB"))
+
+    code, report, _ = run_scan(capsys, "net.prototxt")
+
+    assert code == 1
+    assert found(report) == {("00000002", "data", "nonfinite")}
+    assert snapshot(workdir / "train_leveldb") == before
+
+
+def test_limit_scans_the_first_records_only(caffe, workdir, capsys):
+    records = float_records(12, planted={1: [(0, np.nan)], 8: [(0, np.nan)]})
+    write_lmdb(workdir / "db", [float_datum(r) for r in records])
+    (workdir / "net.prototxt").write_text(data_layer("db", 4))
+
+    code, report, _ = run_scan(capsys, "net.prototxt", "--limit", "5")
+
+    assert code == 1
+    assert report["records_scanned"] == 5
+    assert found(report) == {("00000001", "data", "nonfinite")}
+
+
+def test_solver_test_phase_and_fixed_centre_crop(caffe, workdir, capsys):
+    # A NaN in a corner: TRAIN crops at random, so the scan checks the whole record and finds it;
+    # TEST crops the centre, which never holds it, so the net never sees it.
+    records = float_records(3, shape=(1, 4, 4), planted={1: [(0, np.nan)]})
+    write_lmdb(workdir / "db", [float_datum(r) for r in records])
+    net = data_layer(
+        "db", 2, transform="transform_param { crop_size: 2 }", extra="include { phase: TRAIN }"
+    ) + data_layer("db", 2, transform="transform_param { crop_size: 2 }", extra="include { phase: TEST }")
+    (workdir / "net.prototxt").write_text(net)
+    (workdir / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nmax_iter: 1\n')
+
+    train_code, train, _ = run_scan(capsys, "solver.prototxt")
+    test_code, test, _ = run_scan(capsys, "solver.prototxt", "--phase", "test")
+
+    assert (train_code, found(train)) == (1, {("00000001", "data", "nonfinite")})
+    assert any("random crop turned off" in note for note in train["notes"])
+    assert (test_code, test["bad"], test["records_scanned"]) == (0, [], 3)
+
+
+def test_corrupt_record_is_named_in_one_line(caffe, workdir, capsys):
+    values = [float_datum(r) for r in float_records(8)]
+    values[5] = b"\xff\xfe not a datum"
+    write_lmdb(workdir / "db", values)
+    (workdir / "net.prototxt").write_text(data_layer("db", 2))
+
+    code, report, err = run_scan(capsys, "net.prototxt")
+
+    assert (code, report) == (2, None)
+    assert err.count("\n") == 1
+    assert "Caffe stopped: Check failed" in err
+    assert "record 5 (key '00000005')" in err
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        ("empty", "the database is empty"),
+        ("missing", "'nowhere_lmdb' (layer 'data'): no such directory"),
+        ("leveldb_default", "it is an LMDB: add backend: LMDB"),
+        ("hdf5_names", "has no dataset 'label' (datasets: 'data', 'labels')"),
+    ],
+)
+def test_dataset_mistakes_are_one_line_errors(caffe, workdir, capsys, setup, expected):
+    net = data_layer("db", 2)
+    if setup == "empty":
+        write_lmdb(workdir / "db", [])
+    elif setup == "missing":
+        net = data_layer("nowhere_lmdb", 2)
+    elif setup == "leveldb_default":
+        write_lmdb(workdir / "db", [float_datum(r) for r in float_records(2)])
+        net = net.replace(" backend: LMDB", "")
+    else:
+        with h5py.File(workdir / "a.h5", "w") as f:
+            f["data"], f["labels"] = np.zeros((2, 3), np.float32), np.zeros(2, np.float32)
+        (workdir / "list.txt").write_text("a.h5\n")
+        net = (
+            'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
+            '  hdf5_data_param { source: "list.txt" batch_size: 2 } }\n'
+        )
+    (workdir / "net.prototxt").write_text(net)
+
+    code, report, err = run_scan(capsys, "net.prototxt")
+
+    assert (code, report) == (2, None)
+    assert err.count("\n") == 1 and expected in err, err
+
+
+def test_usage_errors_exit_2_in_one_line(capsys):
+    assert main(["net.prototxt", "--limit", "0"]) == 2
+    assert main(["no_such.prototxt"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert "--limit: expected a positive integer" in err[0]
+    assert "no_such.prototxt: no such file" in err[1]
+
+
+def test_script_runs_the_same_command_with_text_output(caffe, workdir):
+    records = float_records(5, planted={4: [(0, np.nan)]})
+    write_lmdb(workdir / "db", [float_datum(r) for r in records])
+    (workdir / "net.prototxt").write_text(data_layer("db", 2))
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "scan_inputs.py"), "net.prototxt"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("db: key '00000004': top 'data': 1 NaN, 0 +Inf, 0 -Inf")
+    assert lines[-1] == "1 bad record in 5 scanned"
+    assert "100% 5/5 records" in result.stderr  # plain progress lines when stderr is no terminal
