@@ -1,0 +1,48 @@
+"""Did a series of numbers grow by orders of magnitude before it went NaN?
+
+Gradient explosion and a bad batch look the same at the moment of the NaN;
+what tells them apart is the history before it. ``locate`` (gradient and
+weight norms it measured) and ``doctor`` (losses it read) ask the same
+question of different series, so the rule lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+# Two orders of magnitude between the start of a run and its last finite
+# values: more than any healthy loss curve climbs, less than any explosion.
+EXPLOSION_FACTOR = 100.0
+
+# -log(FLT_MIN): SoftmaxWithLoss clamps probabilities at FLT_MIN, so a loss
+# pinned at this value means the softmax saturated (the net diverged).
+SATURATED_SOFTMAX_LOSS = 87.3365
+
+
+def growth(values: Sequence[float]) -> float | None:
+    """How many times larger the last finite values are than the early ones (None: too few)."""
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    if len(finite) < 3:
+        return None
+    early = finite[: max(1, len(finite) // 3)]
+    baseline = statistics.median(early)
+    peak = max(finite[-3:])
+    if baseline <= 0:
+        positive = [v for v in finite if v > 0]
+        if not positive:
+            return None
+        baseline = min(positive)
+    return peak / baseline
+
+
+def exploded(values: Sequence[float], factor: float = EXPLOSION_FACTOR) -> bool:
+    ratio = growth(values)
+    return ratio is not None and ratio >= factor
+
+
+def saturated_softmax(values: Sequence[float]) -> bool:
+    """True when the last finite loss sits at -log(FLT_MIN), the SoftmaxWithLoss ceiling."""
+    finite = [v for v in values if math.isfinite(v)]
+    return bool(finite) and abs(finite[-1] - SATURATED_SOFTMAX_LOSS) < 1e-3

@@ -1,0 +1,232 @@
+"""caffe-nan doctor on logs that real Caffe wrote while these tests made it fail.
+
+Each scenario is a real training run (pycaffe's solver.step in a child
+process, glog to stderr, the same lines ``caffe train`` prints). The runs
+start together once per session; each test reads one log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+
+from caffe_nanlayers.diagnose import train_log
+from caffe_nanlayers.diagnose.caffe_log import parse_log
+from caffe_nanlayers.diagnose.doctor import diagnose
+from caffe_nanlayers.diagnose.doctor_cli import main as doctor_main
+
+DIAGNOSE = EXAMPLES / "diagnose"
+
+REGRESSION_HDF5 = """
+name: "planted"
+layer { name: "data" type: "HDF5Data" top: "data" top: "target"
+  hdf5_data_param { source: "SOURCE" batch_size: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+  inner_product_param { num_output: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "target" top: "loss" }
+"""
+
+TWO_LOSSES = """
+name: "two_losses"
+layer { name: "data" type: "DummyData" top: "data" top: "ta" top: "tb"
+  dummy_data_param { shape { dim: 8 dim: 16 } shape { dim: 8 dim: 1 } shape { dim: 8 dim: 1 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "gaussian" std: 1 }
+    data_filler { type: "gaussian" std: 1 } } }
+layer { name: "fc_a" type: "InnerProduct" bottom: "data" top: "fc_a"
+  inner_product_param { num_output: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "loss_a" type: "EuclideanLoss" bottom: "fc_a" bottom: "ta" top: "loss_a" }
+layer { name: "fc_b" type: "InnerProduct" bottom: "data" top: "fc_b"
+  inner_product_param { num_output: 1 weight_filler { type: "gaussian" std: 1 }
+    bias_filler { type: "constant" } } }
+layer { name: "loss_b" type: "EuclideanLoss" bottom: "fc_b" bottom: "tb" top: "loss_b" loss_weight: 20 }
+"""
+
+NAN_FROM_START = """
+name: "nan_from_start"
+layer { name: "data" type: "DummyData" top: "data" top: "target"
+  dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 }
+    data_filler { type: "constant" value: nan } data_filler { type: "constant" value: 1 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+  inner_product_param { num_output: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "target" top: "loss" }
+"""
+
+SOLVER = 'base_lr: {lr}\nlr_policy: "fixed"\nmax_iter: 100\ndisplay: 1\nrandom_seed: 1\n{extra}'
+
+
+def _planted_hdf5(directory):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((20, 4)).astype(np.float32)
+    data[13, 2] = np.nan  # record 13: batch 6 with batch_size 2
+    with h5py.File(directory / "train.h5", "w") as f:
+        f["data"] = data
+        f["target"] = data.sum(axis=1, keepdims=True).astype(np.float32)
+    (directory / "train.txt").write_text(f"{directory / 'train.h5'}\n")
+    return directory / "train.txt"
+
+
+def _write_solver(directory, name, net_text, lr, extra=""):
+    (directory / f"{name}_net.prototxt").write_text(net_text)
+    solver = directory / f"{name}_solver.prototxt"
+    solver.write_text(f'net: "{directory / (name + "_net.prototxt")}"\n' + SOLVER.format(lr=lr, extra=extra))
+    return solver
+
+
+@pytest.fixture(scope="session")
+def logs(caffe, tmp_path_factory):
+    """name -> path of a log captured from a real run (all runs in parallel, once per session)."""
+    work = tmp_path_factory.mktemp("doctor_logs")
+    source = _planted_hdf5(work)
+    runs = {
+        # (solver, iterations, cwd)
+        "explode": (DIAGNOSE / "explode_bad_solver.prototxt", 12, DIAGNOSE),
+        "poly": (DIAGNOSE / "poly_bad_solver.prototxt", 3, DIAGNOSE),
+        "planted": (
+            _write_solver(work, "planted", REGRESSION_HDF5.replace("SOURCE", str(source)), 0.01),
+            9,
+            work,
+        ),
+        "debug": (
+            _write_solver(
+                work, "debug", (DIAGNOSE / "explode_bad.prototxt").read_text(), 0.05, "debug_info: true\n"
+            ),
+            8,
+            work,
+        ),
+        "two_losses": (
+            _write_solver(work, "two_losses", TWO_LOSSES, 0.3, "test_iter: 1\ntest_interval: 5\n"),
+            40,
+            work,
+        ),
+        "nan_from_start": (_write_solver(work, "nan_from_start", NAN_FROM_START, 0), 3, work),
+    }
+    children = {}
+    for name, (solver, iterations, cwd) in runs.items():
+        handle = open(work / f"{name}.log", "wb")  # noqa: SIM115 (closed below, after the child ends)
+        children[name] = (train_log.start(solver, iterations, handle, cwd=cwd), handle)
+    for name, (child, handle) in children.items():
+        child.wait()
+        handle.close()
+        assert child.returncode == 0, (work / f"{name}.log").read_text()[-2000:]
+    paths = {name: work / f"{name}.log" for name in runs}
+    # A real log cut before its first NaN is a real log of a clean run.
+    clean = paths["planted"].read_text().split("\n")
+    first_bad = next(i for i, line in enumerate(clean) if "nan" in line.lower() and "Iteration" in line)
+    paths["clean"] = work / "clean.log"
+    paths["clean"].write_text("\n".join(clean[:first_bad]) + "\n")
+    return paths
+
+
+def verdict_of(path):
+    with open(path) as f:
+        return diagnose(parse_log(f), str(path))
+
+
+def test_too_high_base_lr_is_a_gradient_explosion(logs):
+    verdict = verdict_of(logs["explode"])
+    assert verdict.nan_found and verdict.cause.id == "gradient_explosion"
+    assert verdict.details["first"]["what"] == "loss"
+    assert verdict.iteration >= 3
+    assert any("loss grew" in e for e in verdict.evidence)
+
+
+def test_poly_without_max_iter_is_the_lr_policy(logs):
+    text = logs["poly"].read_text()
+    assert "lr = -nan" in text or "lr = nan" in text  # what Caffe really prints for poly without max_iter
+    verdict = verdict_of(logs["poly"])
+    assert verdict.cause.id == "lr_policy"
+    assert verdict.iteration == 0
+    assert verdict.details["first"]["what"] == "lr"
+    assert any("no max_iter" in e for e in verdict.evidence)
+
+
+def test_nan_planted_in_the_data_is_bad_input(logs):
+    verdict = verdict_of(logs["planted"])
+    assert verdict.cause.id == "bad_input"
+    assert verdict.iteration == 6  # record 13 is in the 7th batch of 2
+    assert [c.id for c in verdict.also_possible] == ["loss_layer"]
+    assert any("steady" in e or "falling" in e for e in verdict.evidence)
+
+
+def test_debug_info_log_shows_the_gradient_going_bad_before_the_loss(logs):
+    log = parse_log(logs["debug"].open())
+    assert log.debug_lines > 0
+    verdict = diagnose(log, "debug.log")
+    assert verdict.cause.id == "gradient_explosion"
+    bad_norm = next(r for r in log.param_diff_norms if not r.finite)
+    assert bad_norm.line < verdict.details["first"]["line"]
+    assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
+    assert any("L2 norm of all gradients = inf" in e for e in verdict.evidence)
+
+
+def test_with_two_losses_the_one_that_grew_is_named(logs):
+    log = parse_log(logs["two_losses"].open())
+    assert log.test_outputs, "the run interleaves test outputs"
+    assert log.loss_weights == {"loss_a": 1.0, "loss_b": 20.0}
+    verdict = diagnose(log, "two_losses.log")
+    assert verdict.cause.id == "gradient_explosion"
+    assert verdict.details["grew"]["output"] == "loss_b"
+    assert any("lower its loss_weight (now 20)" in e for e in verdict.evidence)
+
+
+def test_nan_from_iteration_zero_is_the_net_or_its_data(logs):
+    verdict = verdict_of(logs["nan_from_start"])
+    assert verdict.iteration == 0
+    assert verdict.cause.id == "initialization"
+
+
+def test_clean_log_exits_0(logs, capsys):
+    assert doctor_main([str(logs["clean"])]) == 0
+    assert "no NaN/Inf in the log" in capsys.readouterr().out
+
+
+def test_cli_json_and_plot(logs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "out" / "loss.png"
+    assert doctor_main([str(logs["explode"]), "--json", "--plot", str(png)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["nan_found"] is True
+    assert report["cause"]["id"] == "gradient_explosion"
+    assert report["first"]["value"] in ("inf", "-nan", "nan")
+    assert report["plot"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(png.parent.glob(".*.tmp"))
+
+
+def test_the_command_line_entry_point(logs):
+    done = subprocess.run(
+        [sys.executable, "-m", "caffe_nanlayers.cli", "doctor", str(logs["poly"]), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["cause"]["id"] == "lr_policy"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.log"], "missing.log: no such file"),
+        (["--plot"], "expected one argument"),
+        ([], "the following arguments are required: log"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert doctor_main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n")
+    assert doctor_main([str(path)]) == 2
+    assert "no training lines in 2 lines" in capsys.readouterr().err

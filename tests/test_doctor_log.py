@@ -1,0 +1,190 @@
+"""The log parser and the doctor's rules on small hand-written snippets.
+
+Real logs from this build are in test_doctor.py; these snippets cover what
+this build does not print: other Caffe versions' spellings, MSVC's NaN
+spellings, and the per-layer debug_info lines of BVLC Caffe (this build
+compiles them out).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from caffe_nanlayers.diagnose import trend
+from caffe_nanlayers.diagnose.caffe_log import parse_log, parse_number
+from caffe_nanlayers.diagnose.causes import CATALOGUE, cause_for_layer_type
+from caffe_nanlayers.diagnose.doctor import diagnose
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("0.5", 0.5),
+        ("1.5e-05", 1.5e-05),
+        ("-2", -2.0),
+        ("inf", math.inf),
+        ("-inf", -math.inf),
+        ("1.#INF", math.inf),
+        ("-1.#INF", -math.inf),
+        ("Infinity", math.inf),
+    ],
+)
+def test_numbers(token, expected):
+    assert parse_number(token) == expected
+
+
+@pytest.mark.parametrize("token", ["nan", "-nan", "NaN", "1.#QNAN", "-1.#IND", "-nan(ind)", "nan(snan)"])
+def test_nan_spellings(token):
+    assert math.isnan(parse_number(token))
+
+
+def test_garbage_is_not_a_number():
+    assert parse_number("loss") is None
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().splitlines()]
+
+
+BVLC_DEBUG = lines(
+    """
+I0101 10:00:00.000000  1 net.cpp:51] Initializing net from parameters:
+name: "toy"
+state {
+  phase: TRAIN
+}
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+}
+layer {
+  name: "pool1"
+  type: "Pooling"
+  bottom: "data"
+  top: "pool1"
+  pooling_param {
+    pool: AVE
+    kernel_size: 3
+    stride: 5
+  }
+}
+I0101 10:00:00.100000  1 net.cpp:84] Creating Layer data
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer data, top blob data data: 0.5
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer pool1, top blob pool1 data: -nan
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer loss, top blob loss data: nan
+I0101 10:00:01.000000  1 net.cpp:636]     [Backward] Layer loss, bottom blob pool1 diff: nan
+I0101 10:00:01.000000  1 solver.cpp:228] Iteration 0, loss = 2.3
+I0101 10:00:01.000000  1 solver.cpp:244]     Train net output #0: loss = 2.3 (* 1 = 2.3 loss)
+I0101 10:00:01.000000  1 sgd_solver.cpp:106] Iteration 0, lr = 0.01
+I0101 10:00:01.000000  1 net.cpp:684]     [Update] Layer pool1, param 0 data: 0.1; diff: 0.001
+I0101 10:00:02.000000  1 solver.cpp:228] Iteration 1, loss = nan
+"""
+)
+
+
+def test_bvlc_debug_info_names_the_first_layer_and_its_type():
+    log = parse_log(BVLC_DEBUG)
+    assert log.layer_types == {"data": "Input", "pool1": "Pooling"}
+    bad = log.first_bad_debug
+    assert (bad.layer, bad.direction, bad.blob, bad.text, bad.iteration) == (
+        "pool1",
+        "forward",
+        "top blob pool1",
+        "-nan",
+        0,
+    )
+    verdict = diagnose(log, "toy.log")
+    assert verdict.details["first_layer"]["type"] == "Pooling"
+    assert verdict.cause.id == "pooling_stride"
+    assert any("layer pool1 (Pooling)" in e for e in verdict.evidence)
+
+
+def test_update_lines_belong_to_the_iteration_they_follow():
+    text = lines(
+        """
+I0101 solver.cpp:228] Iteration 4, loss = 1
+I0101 net.cpp:684]     [Update] Layer fc, param 0 data: 0.1; diff: nan
+I0101 net.cpp:684]     [Update] Layer fc2, param blob 1 (owned by layer fc, param 0) diff: 0.5
+I0101 solver.cpp:228] Iteration 5, loss = nan
+"""
+    )
+    log = parse_log(text)
+    assert log.first_bad_debug.direction == "update"
+    assert log.first_bad_debug.iteration == 4
+    assert log.debug_lines == 2
+
+
+def test_other_versions_and_interleaved_tests():
+    text = lines(
+        """
+some banner a fork prints
+I20240101 10:00:00.000000 77 solver.cpp:218] Iteration 0 (0 iter/s, 0.1s/20 iters), loss = 0.7
+I20240101 10:00:00.000000 77 solver.cpp:237]     Train net output #0: loss = 0.7 (* 1 = 0.7 loss)
+I20240101 10:00:00.000000 77 sgd_solver.cpp:105] Iteration 0, lr = 0.01, m = 0.9, wd = 0.0005, gs = 1
+I20240101 10:00:00.000000 77 solver.cpp:330] Iteration 20, Testing net (#0)
+I20240101 10:00:00.000000 77 solver.cpp:397]     Test net output #0: accuracy = 0.1
+I20240101 10:00:00.000000 77 solver.cpp:397]     Test net output #1: loss = 1.#QNAN (* 1 = 1.#QNAN loss)
+I20240101 10:00:00.000000 77 solver.cpp:218] Iteration 20 (5 iter/s, 4s/20 iters), loss = 0.6
+Iteration 40, loss = 0.5
+\x00\x01 binary junk ] [Forward] Layer
+"""
+    )
+    log = parse_log(text)
+    assert [(r.iteration, r.value) for r in log.losses] == [(0, 0.7), (20, 0.6), (40, 0.5)]
+    assert [(r.iteration, r.value) for r in log.lrs] == [(0, 0.01)]
+    assert list(log.outputs) == ["loss"] and len(log.outputs["loss"]) == 1
+    assert math.isnan(log.test_outputs["loss"][0].value)
+    verdict = diagnose(log, "fork.log")
+    assert verdict.nan_found and verdict.details["first"]["what"] == "test output loss"
+    assert verdict.cause.id == "bad_input"
+    assert any("only the test net" in e for e in verdict.evidence)
+
+
+def test_saturated_softmax_loss_is_divergence():
+    losses = ["2.3", "1.9", "2.0", "87.3365", "87.3365", "87.3365", "nan"]
+    log = parse_log(f"I0101 s.cpp:1] Iteration {i}, loss = {v}" for i, v in enumerate(losses))
+    verdict = diagnose(log, "sat.log")
+    assert verdict.cause.id == "gradient_explosion"
+    assert any("-log(FLT_MIN)" in e for e in verdict.evidence)
+
+
+def test_lr_zero_until_the_nan_blames_the_net_or_data():
+    text = []
+    for i, v in enumerate(["1.0", "1.1", "0.9", "nan"]):
+        text += [f"I0101 s.cpp:1] Iteration {i}, loss = {v}", f"I0101 s.cpp:1] Iteration {i}, lr = 0"]
+    verdict = diagnose(parse_log(text), "zero.log")
+    assert verdict.cause.id == "initialization"
+    assert any("lr = 0" in e for e in verdict.evidence)
+
+
+def test_growth():
+    assert trend.growth([1.0, 2.0]) is None
+    assert trend.growth([1.0, 1.0, 1.0, 500.0]) == pytest.approx(500.0)
+    assert not trend.exploded([2.3, 2.0, 1.0, 0.5, 0.4])  # falling
+    assert not trend.exploded([0.4, 0.5, 1.0, 2.0, 2.3])  # growing, but 6x is not an explosion
+    assert trend.exploded([0.4, 0.5, 4.0, 40.0, 400.0])
+
+
+@pytest.mark.parametrize(
+    ("layer_type", "has_bottoms", "expected"),
+    [
+        ("Data", False, "bad_input"),
+        ("Python", False, "bad_input"),
+        ("Python", True, "layer_arithmetic"),
+        ("Pooling", True, "pooling_stride"),
+        ("BatchNorm", True, "batchnorm"),
+        ("MultinomialLogisticLoss", True, "loss_layer"),
+        ("Convolution", True, None),
+    ],
+)
+def test_layer_types_point_at_causes(layer_type, has_bottoms, expected):
+    assert cause_for_layer_type(layer_type, has_bottoms) == expected
+
+
+def test_every_cause_has_its_fix():
+    for cause_id, cause in CATALOGUE.items():
+        assert cause.id == cause_id
+        assert cause.title and cause.explanation.endswith(".") and cause.fix
