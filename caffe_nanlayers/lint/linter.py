@@ -1,0 +1,274 @@
+"""Lint files: find them, tell nets from solvers, follow solvers to their nets, run the rules.
+
+This is the one place that knows the order of things; the rules know only
+their context, and the CLI only options and output. Parse errors do not stop
+the run: each is one line in ``Report.errors`` (exit code 2), and the other
+files are still linted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.lint.context import FileContext, NetContext, NetRef, Problem, SolverContext
+from caffe_nanlayers.lint.findings import Finding
+from caffe_nanlayers.lint.model import Document, Node
+from caffe_nanlayers.lint.net import build_net
+from caffe_nanlayers.lint.parser import parse_file, parse_text
+from caffe_nanlayers.lint.rules import RULES, Rule
+from caffe_nanlayers.lint.schema import load_schema
+from caffe_nanlayers.lint.shapes import Shape
+from caffe_nanlayers.lint.suppress import suppressions
+
+NET, SOLVER = "net", "solver"
+NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
+SOLVER_FIELDS = {
+    "net",
+    "net_param",
+    "train_net",
+    "test_net",
+    "train_net_param",
+    "test_net_param",
+    "base_lr",
+    "lr_policy",
+    "max_iter",
+    "solver_mode",
+    "solver_type",
+    "test_iter",
+    "test_interval",
+    "snapshot",
+    "snapshot_prefix",
+    "momentum",
+    "weight_decay",
+    "display",
+    "stepsize",
+    "stepvalue",
+    "gamma",
+    "power",
+    "clip_gradients",
+    "iter_size",
+}
+NET_REF_FIELDS = ("net", "train_net", "test_net")
+INLINE_NET_FIELDS = ("net_param", "train_net_param", "test_net_param")
+SCHEMA_CODES = ("NAN001", "NAN002", "NAN003")
+
+
+@dataclass
+class Options:
+    select: list[str] | None = None  # codes or prefixes; None: every rule that is on by default
+    ignore: list[str] = field(default_factory=list)
+    input_shapes: dict[str, Shape] = field(default_factory=dict)
+    use_schema: bool = True
+    cwd: str | None = None  # where Caffe would be run from (default: the current directory)
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line each: path:line:col: expected ..., found ...
+    notes: list[str] = field(default_factory=list)
+    files: int = 0
+
+
+def _matches(code: str, patterns: Iterable[str]) -> bool:
+    return any(code.startswith(p) for p in patterns)
+
+
+def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
+    """Rules after --select/--ignore; opt-in rules need their exact code (or ALL) in --select."""
+    patterns = [p.upper() for p in (select or [])]
+    ignore = [p.upper() for p in ignore]
+    for pattern in patterns + ignore:
+        if pattern != "ALL" and not any(code.startswith(pattern) for code in RULES):
+            raise UserError(f"unknown rule code or prefix '{pattern}' (see --list-rules)")
+    chosen = []
+    for code, rule in RULES.items():
+        if select is None:
+            on = rule.default
+        else:
+            on = "ALL" in patterns or code in patterns or (rule.default and _matches(code, patterns))
+        if on and not _matches(code, ignore):
+            chosen.append(rule)
+    return chosen
+
+
+def file_kind(root: Node) -> str:
+    """NET or SOLVER, from the top-level field names."""
+    names = {c.name for c in root.children or ()}
+    if names & NET_FIELDS:
+        return NET
+    if names & SOLVER_FIELDS:
+        return SOLVER
+    return NET
+
+
+def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(files, errors): directories become their *.prototxt files, recursively and sorted."""
+    files, errors = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".prototxt"))
+            files.extend(sorted(found))
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            errors.append(f"{path}:1:1: expected a prototxt file or a directory, found no such path")
+    return files, errors
+
+
+def _ancestors(directory: str) -> list[str]:
+    out = []
+    current = directory
+    while True:
+        parent = os.path.dirname(current)
+        if not parent or parent == current:
+            return out
+        out.append(parent)
+        current = parent
+
+
+def resolve_net(node: Node, solver_path: str, cwd: str) -> NetRef:
+    """Find a solver's net file: the working directory (what Caffe does), the solver's directory, its parents.
+
+    ``found`` is a path this process can open, relative when the solver's path was relative.
+    """
+    value = str(node.value)
+    if os.path.isabs(value):
+        return NetRef(node, value if os.path.isfile(value) else None, "an absolute path", [value])
+    relative = not os.path.isabs(solver_path)
+
+    def shown(path: str) -> str:
+        return os.path.normpath(os.path.relpath(path) if relative else path)
+
+    solver_dir = os.path.abspath(os.path.dirname(solver_path) or ".")
+    candidates = [(os.path.abspath(cwd), "the working directory"), (solver_dir, "the solver's directory")]
+    candidates += [(a, shown(a) + os.sep) for a in _ancestors(solver_dir)]
+    tried = []
+    for base, where in candidates:
+        candidate = os.path.join(base, value)
+        tried.append(candidate)
+        if os.path.isfile(candidate):
+            return NetRef(node, shown(candidate), where, tried)
+    return NetRef(node, None, "", tried)
+
+
+class Linter:
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self.rules = selected_rules(self.options.select, self.options.ignore)
+        self.cwd = self.options.cwd or os.getcwd()
+        self.schema = None
+        self.report = Report()
+        wants_schema = any(r.code in SCHEMA_CODES for r in self.rules)
+        if wants_schema and self.options.use_schema:
+            self.schema, why = load_schema()
+            if self.schema is None:
+                self.report.notes.append(f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}")
+        self._seen: set[str] = set()
+        self._trained: set[str] = set()  # real paths of net files a solver in this run trains
+
+    def _run(self, scope: str, ctx, path: str) -> list[Finding]:
+        found = []
+        for rule in self.rules:
+            if rule.scope != scope:
+                continue
+            for problem in rule.check(ctx):
+                found.append(self._finding(rule, problem, path))
+        return found
+
+    @staticmethod
+    def _finding(rule: Rule, problem: Problem, path: str) -> Finding:
+        line, col = problem.position
+        return Finding(path, line, col, rule.code, problem.severity or rule.severity, problem.message)
+
+    def _follow(self, document: Document) -> list[NetRef]:
+        """A solver's net references, resolved; their files are marked as trained."""
+        root = document.root
+        refs = [
+            resolve_net(node, document.path, self.cwd)
+            for name in NET_REF_FIELDS
+            for node in root.all(name)
+            if isinstance(node.value, str)
+        ]
+        for ref in refs:
+            if ref.found is None:
+                continue
+            self._trained.add(os.path.realpath(ref.found))
+            if ref.where != "the working directory":
+                self.report.notes.append(
+                    f"note: {document.path}:{ref.node.value_line}:{ref.node.value_col}: {ref.node.name} "
+                    f"{ref.node.raw} is not in the working directory; linting {ref.found}, found relative "
+                    f"to {ref.where} (Caffe resolves it against the working directory)"
+                )
+        return refs
+
+    def _net_context(self, path: str, node: Node, trained: bool) -> NetContext:
+        return NetContext(path, build_net(node), self.options.input_shapes, trained_by_solver=trained)
+
+    def lint_document(self, document: Document, kind: str, refs: list[NetRef]) -> None:
+        path, root = document.path, document.root
+        findings = self._run("file", FileContext(document, kind, self.schema), path)
+        if kind == NET:
+            trained = os.path.realpath(path) in self._trained
+            findings += self._run("net", self._net_context(path, root, trained), path)
+        else:
+            findings += self._run("solver", SolverContext(path, root, refs), path)
+            for name in INLINE_NET_FIELDS:
+                for node in root.all(name):
+                    if node.is_message:
+                        findings += self._run("net", self._net_context(path, node, True), path)
+        silenced = suppressions(document)
+        unique = sorted(set(findings), key=lambda f: (f.line, f.column, f.code, f.message))
+        self.report.findings.extend(f for f in unique if not silenced.silences(f))
+        self.report.files += 1
+
+    def _parse(self, path: str, text: str | None = None) -> Document | None:
+        try:
+            return parse_text(text, path) if text is not None else parse_file(path)
+        except UserError as exc:
+            self.report.errors.append(str(exc))
+            return None
+
+    def run(self, paths: list[str], texts: dict[str, str] | None = None) -> Report:
+        """Parse everything first (solvers pull in their nets), then lint in order.
+
+        Two passes, so that a net listed before its solver is still known to be trained.
+        """
+        texts = texts or {}
+        queue = list(paths)
+        parsed: list[tuple[Document, str, list[NetRef]]] = []
+        while queue:
+            current = queue.pop(0)
+            key = os.path.realpath(current) if current not in texts else current
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            document = self._parse(current, texts.get(current))
+            if document is None:
+                continue
+            kind = file_kind(document.root)
+            refs = self._follow(document) if kind == SOLVER else []
+            queue[:0] = [r.found for r in refs if r.found is not None]
+            parsed.append((document, kind, refs))
+        for document, kind, refs in parsed:
+            self.lint_document(document, kind, refs)
+        return self.report
+
+
+def lint_paths(paths: Iterable[str], options: Options | None = None) -> Report:
+    """Lint files and directories (recursively, ``*.prototxt``), and the nets their solvers name."""
+    linter = Linter(options)
+    files, errors = expand_paths(paths)
+    linter.report.errors.extend(errors)
+    return linter.run(files)
+
+
+def lint_text(text: str, path: str = "<string>", options: Options | None = None) -> Report:
+    """Lint prototxt text (a net or a solver); ``path`` names it in findings."""
+    return Linter(options).run([path], texts={path: text})

@@ -1,0 +1,93 @@
+"""The parsed prototxt: a tree of fields that remember where they were written.
+
+protobuf's own ``text_format`` returns messages without positions, and a
+linter that cannot say ``file:line:col`` is of little use. Every rule works on
+this tree instead: a ``Node`` is one field as written, with its name, its
+value (or its children, for a message) and the line and column of its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+Scalar = Union[str, int, float, bool]
+
+# How a scalar was written: a quoted string, a number, or a bare identifier
+# (enum values, true/false, inf/nan).
+STRING, NUMBER, IDENTIFIER = "string", "number", "identifier"
+
+
+@dataclass
+class Node:
+    """One field: ``name: value`` (a scalar) or ``name { children }`` (a message)."""
+
+    name: str
+    line: int
+    col: int
+    value: Scalar | None = None
+    kind: str | None = None  # STRING, NUMBER or IDENTIFIER for scalars; None for messages
+    raw: str = ""  # the scalar as written (numbers keep their spelling)
+    value_line: int = 0
+    value_col: int = 0
+    children: list[Node] | None = None
+    end_line: int = 0  # the line of the closing brace, for messages
+
+    @property
+    def is_message(self) -> bool:
+        return self.children is not None
+
+    def all(self, name: str) -> list[Node]:
+        """Every child called ``name``, in order (repeated fields)."""
+        return [c for c in self.children or () if c.name == name]
+
+    def get(self, name: str) -> Node | None:
+        """The last child called ``name``: Caffe's parser keeps the last of a repeated singular field."""
+        found = None
+        for c in self.children or ():
+            if c.name == name:
+                found = c
+        return found
+
+    def scalar(self, name: str, default: Scalar | None = None) -> Scalar | None:
+        """The value of the scalar child ``name``, or ``default`` when absent or not a scalar."""
+        node = self.get(name)
+        if node is None or node.is_message:
+            return default
+        return node.value
+
+    def number(self, name: str, default: float | None = None) -> float | None:
+        """A numeric child as a float; ``default`` when absent or not a number."""
+        value = self.scalar(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return default
+        return value
+
+    def walk(self):
+        """This node and every node below it, depth first, in file order."""
+        yield self
+        for c in self.children or ():
+            yield from c.walk()
+
+    def describe_value(self) -> str:
+        """The value as it was written, for messages."""
+        return "{ ... }" if self.is_message else self.raw
+
+
+@dataclass
+class Comment:
+    """A ``#`` comment: where it is, its text, and whether code precedes it on its line."""
+
+    line: int
+    col: int
+    text: str
+    trailing: bool
+
+
+@dataclass
+class Document:
+    """A parsed file: the top-level fields (as the children of a root node) and its comments."""
+
+    path: str
+    root: Node
+    comments: list[Comment] = field(default_factory=list)

@@ -1,0 +1,222 @@
+"""A net as the rules see it: layers in order, with Caffe's type names and phases.
+
+The tree from the parser knows fields, not layers. This module gives the rules
+one view of both formats: the current ``layer { type: "Convolution" }`` and
+the V1 ``layers { type: CONVOLUTION }`` (upgraded to the current names as
+Caffe's ``UpgradeV1LayerType`` does), net inputs declared with ``input:`` /
+``input_dim`` / ``input_shape``, and the include/exclude rules that decide in
+which phase (and stage) each layer exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from caffe_nanlayers.lint.model import Node
+
+# Caffe's UpgradeV1LayerType (src/caffe/util/upgrade_proto.cpp)
+V1_LAYER_TYPES = {
+    "ABSVAL": "AbsVal",
+    "ACCURACY": "Accuracy",
+    "ARGMAX": "ArgMax",
+    "BNLL": "BNLL",
+    "CONCAT": "Concat",
+    "CONTRASTIVE_LOSS": "ContrastiveLoss",
+    "CONVOLUTION": "Convolution",
+    "DECONVOLUTION": "Deconvolution",
+    "DATA": "Data",
+    "DROPOUT": "Dropout",
+    "DUMMY_DATA": "DummyData",
+    "EUCLIDEAN_LOSS": "EuclideanLoss",
+    "ELTWISE": "Eltwise",
+    "EXP": "Exp",
+    "FLATTEN": "Flatten",
+    "HDF5_DATA": "HDF5Data",
+    "HDF5_OUTPUT": "HDF5Output",
+    "HINGE_LOSS": "HingeLoss",
+    "IM2COL": "Im2col",
+    "IMAGE_DATA": "ImageData",
+    "INFOGAIN_LOSS": "InfogainLoss",
+    "INNER_PRODUCT": "InnerProduct",
+    "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData",
+    "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
+    "MVN": "MVN",
+    "POOLING": "Pooling",
+    "POWER": "Power",
+    "RELU": "ReLU",
+    "SIGMOID": "Sigmoid",
+    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss",
+    "SILENCE": "Silence",
+    "SOFTMAX": "Softmax",
+    "SOFTMAX_LOSS": "SoftmaxWithLoss",
+    "SPLIT": "Split",
+    "SLICE": "Slice",
+    "TANH": "TanH",
+    "WINDOW_DATA": "WindowData",
+    "THRESHOLD": "Threshold",
+}
+
+PHASES = ("TRAIN", "TEST")
+
+
+@dataclass(frozen=True)
+class NetState:
+    """Caffe's NetState: the phase, level and stages a net is instantiated with."""
+
+    phase: str
+    stages: frozenset = frozenset()
+    level: int = 0
+
+    def describe(self) -> str:
+        stages = "".join(f", stage {s!r}" for s in sorted(self.stages))
+        return f"{self.phase}{stages}"
+
+
+def _meets_rule(state: NetState, rule: Node) -> bool:
+    """Caffe's Net::StateMeetsRule."""
+    phase = rule.scalar("phase")
+    if phase is not None and phase != state.phase:
+        return False
+    min_level, max_level = rule.number("min_level"), rule.number("max_level")
+    if min_level is not None and state.level < min_level:
+        return False
+    if max_level is not None and state.level > max_level:
+        return False
+    if any(s.value not in state.stages for s in rule.all("stage")):
+        return False
+    return not any(s.value in state.stages for s in rule.all("not_stage"))
+
+
+@dataclass
+class Layer:
+    """One layer, either format."""
+
+    node: Node
+    index: int
+    name: str
+    type: str
+    v1: bool
+    bottoms: list[Node]
+    tops: list[Node]
+
+    @property
+    def line(self) -> int:
+        return self.node.line
+
+    def param(self, name: str) -> Node | None:
+        """A ``*_param`` message of the layer, e.g. ``param('pooling_param')``."""
+        node = self.node.get(name)
+        return node if node is not None and node.is_message else None
+
+    def field_node(self, name: str) -> Node:
+        """The node to point at for this layer's field ``name`` (the layer when absent)."""
+        return self.node.get(name) or self.node
+
+    def included_in(self, state: NetState) -> bool:
+        """Caffe's Net::FilterNet decision for this layer."""
+        phase = self.node.scalar("phase")
+        if phase is not None and phase != state.phase:
+            return False
+        include, exclude = self.node.all("include"), self.node.all("exclude")
+        if include:
+            return any(_meets_rule(state, r) for r in include)
+        return not any(_meets_rule(state, r) for r in exclude)
+
+    @property
+    def loss_weights(self) -> list[float]:
+        return [n.value for n in self.node.all("loss_weight") if isinstance(n.value, (int, float))]
+
+    @property
+    def is_loss(self) -> bool:
+        """A loss layer by type, or any layer given a non-zero loss_weight."""
+        return self.type.endswith("Loss") or any(w != 0 for w in self.loss_weights)
+
+
+@dataclass
+class NetInput:
+    """A blob declared with ``input:`` at net level, and its shape when given."""
+
+    node: Node
+    name: str
+    shape: tuple[int, ...] | None
+
+
+@dataclass
+class Net:
+    """A net definition: its node (a file's root or a solver's ``net_param``)."""
+
+    node: Node
+    layers: list[Layer]
+    inputs: list[NetInput] = field(default_factory=list)
+
+    @property
+    def uses_v1(self) -> bool:
+        return any(layer.v1 for layer in self.layers)
+
+    @property
+    def is_training_net(self) -> bool:
+        """Has a loss: it is trained (deploy nets, with no loss, get weights from a .caffemodel)."""
+        return any(layer.is_loss for layer in self.layers)
+
+    def states(self) -> list[NetState]:
+        """The states worth checking: each phase with no stage, with each stage the net names, and with
+        each stage combination an include rule asks for (never combinations nobody asks for)."""
+        combos: set[frozenset] = {frozenset()}
+        for layer in self.layers:
+            for rule in layer.node.all("include") + layer.node.all("exclude"):
+                named = [s.value for s in rule.all("stage") + rule.all("not_stage")]
+                named = [s for s in named if isinstance(s, str)]
+                combos.update(frozenset([s]) for s in named)
+                wanted = frozenset(s.value for s in rule.all("stage") if isinstance(s.value, str))
+                if wanted:
+                    combos.add(wanted)
+        ordered = sorted(combos, key=lambda c: (len(c), sorted(c)))
+        return [NetState(phase, combo) for phase in PHASES for combo in ordered]
+
+    def layers_in(self, state: NetState) -> list[Layer]:
+        return [layer for layer in self.layers if layer.included_in(state)]
+
+    def layer_states(self) -> dict[int, list[NetState]]:
+        """For each layer index, the states in which it exists."""
+        states = self.states()
+        return {layer.index: [s for s in states if layer.included_in(s)] for layer in self.layers}
+
+
+def _layer_from_node(node: Node, index: int) -> Layer:
+    v1 = node.name == "layers"
+    raw_type = node.scalar("type", "")
+    type_name = str(raw_type)
+    if v1:
+        type_name = V1_LAYER_TYPES.get(type_name, type_name)
+    name = node.scalar("name")
+    return Layer(
+        node=node,
+        index=index,
+        name=str(name) if name is not None else f"#{index + 1}",
+        type=type_name,
+        v1=v1,
+        bottoms=[n for n in node.all("bottom") if isinstance(n.value, str)],
+        tops=[n for n in node.all("top") if isinstance(n.value, str)],
+    )
+
+
+def _inputs(node: Node) -> list[NetInput]:
+    names = [n for n in node.all("input") if isinstance(n.value, str)]
+    shapes = node.all("input_shape")
+    dims = [int(n.value) for n in node.all("input_dim") if isinstance(n.value, (int, float))]
+    inputs = []
+    for i, name_node in enumerate(names):
+        shape = None
+        if i < len(shapes):
+            shape = tuple(int(d.value) for d in shapes[i].all("dim") if isinstance(d.value, (int, float)))
+        elif len(dims) >= 4 * (i + 1):
+            shape = tuple(dims[4 * i : 4 * i + 4])
+        inputs.append(NetInput(name_node, name_node.value, shape))
+    return inputs
+
+
+def build_net(node: Node) -> Net:
+    """The net defined by ``node`` (a net file's root, or a ``net_param`` message)."""
+    layer_nodes = [c for c in node.children or () if c.name in ("layer", "layers") and c.is_message]
+    return Net(node, [_layer_from_node(n, i) for i, n in enumerate(layer_nodes)], _inputs(node))

@@ -1,0 +1,56 @@
+"""A high ``base_lr`` with no ``clip_gradients``.
+
+The first updates of a freshly initialized net are the largest; with a
+learning rate well above what the solver type is usually run with, a single
+large gradient (a bad batch, a loss spike) moves the weights far enough to
+overflow the next forward pass, and the loss prints ``nan`` a few hundred
+iterations in. ``clip_gradients`` bounds the step. The thresholds depend on
+the solver: SGD and Nesterov above 0.1, AdaGrad above 0.1, RMSProp and Adam
+above 0.01, AdaDelta above 10 (its base_lr is usually 1).
+
+Fix: lower ``base_lr`` (and raise it with a warm-up schedule if needed), or
+set ``clip_gradients`` (e.g. 10, or the gradient norm seen when training is
+healthy).
+
+PASS::
+
+    base_lr: 0.5
+    clip_gradients: 10
+    lr_policy: "fixed"
+    max_iter: 100
+
+FAIL::
+
+    base_lr: 0.5
+    lr_policy: "fixed"
+    max_iter: 100
+"""
+
+from caffe_nanlayers.lint.context import Problem
+from caffe_nanlayers.lint.rules._solver import solver_type
+
+CODE = "NAN205"
+NAME = "high-lr-no-clipping"
+SEVERITY = "warning"
+SCOPE = "solver"
+SUMMARY = "base_lr high for the solver type (SGD > 0.1, Adam > 0.01, ...) and no clip_gradients."
+
+THRESHOLDS = {"SGD": 0.1, "Nesterov": 0.1, "AdaGrad": 0.1, "RMSProp": 0.01, "Adam": 0.01, "AdaDelta": 10.0}
+
+
+def check(ctx):
+    root = ctx.root
+    node = root.get("base_lr")
+    if node is None or root.get("clip_gradients") is not None:
+        return
+    lr = root.number("base_lr")
+    kind = solver_type(root)
+    limit = THRESHOLDS.get(kind)
+    if lr is None or limit is None or not lr > limit:
+        return
+    yield Problem(
+        node,
+        f"base_lr {node.raw} is high for {kind} (> {limit:g}) and clip_gradients is not set: "
+        "one large gradient can blow the weights up to inf",
+        at_value=True,
+    )

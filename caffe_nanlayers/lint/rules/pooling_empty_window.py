@@ -1,0 +1,124 @@
+"""Pooling with stride > kernel: the last window can start at or past the input's edge.
+
+Caffe sizes pooling outputs with ``ceil((in + 2*pad - kernel) / stride) + 1``.
+When the stride is larger than the kernel, the last window along an axis can
+start at or beyond the input's edge and cover no input at all. Caffe still
+computes it: MAX pooling leaves ``-FLT_MAX`` (-3.4e38) there, and AVE divides
+an empty sum by a pool size of 0: ``0/0 = NaN``, which then spreads to the
+loss. When the input size is known (an Input layer, ``input_shape``, V1
+``input_dim``, a data layer's ``crop_size``, or ``--input-shape``), the shape
+is followed through the net with Caffe's formulas and the empty output row or
+column is named (error); otherwise stride > kernel is a warning, since some
+input size will hit it.
+
+Fix: use ``stride <= kernel_size`` (for example ``kernel_size: 3 stride: 3``),
+or pad/crop so that ``(in + 2*pad - kernel)`` is a multiple of the stride.
+
+PASS::
+
+    layer { name: "data" type: "Input" top: "data"
+            input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+    layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+            pooling_param { pool: AVE kernel_size: 3 stride: 3 } }
+
+FAIL::
+
+    layer { name: "data" type: "Input" top: "data"
+            input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+    layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+            pooling_param { pool: AVE kernel_size: 3 stride: 5 } }
+
+FAIL::
+
+    layer { name: "pool" type: "Pooling" bottom: "x" top: "pool"
+            pooling_param { pool: MAX kernel_size: 2 stride: 3 } }
+"""
+
+from __future__ import annotations
+
+from caffe_nanlayers.lint.context import Problem
+from caffe_nanlayers.lint.findings import ERROR
+from caffe_nanlayers.lint.shapes import PoolingGeometry
+
+CODE = "NAN101"
+NAME = "pooling-empty-window"
+SEVERITY = "warning"
+SCOPE = "net"
+SUMMARY = "Pooling stride > kernel: a window past the input edge yields NaN (AVE) or -FLT_MAX (MAX)."
+
+_AXES = ("row", "column")
+
+
+def _empty_indices(g: PoolingGeometry, axis: int, size: int) -> list[tuple[int, int]]:
+    """(output index, AVE extent) of the windows along ``axis`` that cover no input."""
+    empty = []
+    for index in range(g.output_size(axis, size)):
+        start, end, extent = g.window(axis, index, size)
+        if end <= start:
+            empty.append((index, extent))
+    return empty
+
+
+def _empty_outputs(g: PoolingGeometry, height: int, width: int) -> str | None:
+    """Describe the empty output rows/columns for an input of height x width, and what they hold."""
+    sizes = (height, width)
+    empty = [_empty_indices(g, axis, sizes[axis]) for axis in (0, 1)]
+    if not empty[0] and not empty[1]:
+        return None
+    out_h, out_w = g.output_size(0, height), g.output_size(1, width)
+    parts = []
+    for axis in (0, 1):
+        if empty[axis]:
+            indices = [i for i, _ in empty[axis]]
+            first = indices[0] * g.stride[axis] - g.pad[axis]
+            noun = _AXES[axis] + ("s" if len(indices) > 1 else "")
+            parts.append(
+                f"output {noun} {', '.join(map(str, indices))} (window from input {_AXES[axis]} {first})"
+            )
+    where = " and ".join(parts) + f" of the {out_h}x{out_w} output lie past the {height}x{width} input"
+    if g.method == "AVE":
+        # AVE divides by the window's extent (padding included): 0 makes 0/0, a negative extent makes 0.
+        zero = any(extent == 0 for axis in (0, 1) for _, extent in empty[axis])
+        result = "NaN (an empty sum divided by a pool size of 0)" if zero else "0 instead of an average"
+        return f"{where}: AVE pooling yields {result}"
+    if g.method == "MAX":
+        return f"{where}: MAX pooling yields -FLT_MAX (-3.4e38)"
+    return f"{where}: the windows are empty"
+
+
+def check(ctx):
+    for layer in ctx.net.layers:
+        if layer.type != "Pooling":
+            continue
+        g = PoolingGeometry.of(layer)
+        kh, kw = g.kernel
+        if g.global_pooling or not kh or not kw:
+            continue
+        if g.stride[0] <= kh and g.stride[1] <= kw:
+            continue
+        node = layer.param("pooling_param") or layer.node
+        stride_node = node.get("stride") or node.get("stride_h") or node.get("stride_w") or node
+        reported = False
+        for trace in ctx.traces:
+            shapes = trace.bottoms.get(layer.index)
+            shape = shapes[0] if shapes else None
+            if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+                continue
+            empty = _empty_outputs(g, shape[2], shape[3])
+            if empty:
+                yield Problem(
+                    stride_node,
+                    f"pooling '{layer.name}': stride {g.stride[0]}x{g.stride[1]} > kernel {kh}x{kw} "
+                    f"on a {shape[2]}x{shape[3]} input: {empty}",
+                    severity=ERROR,
+                )
+                reported = True
+                break
+        if not reported:
+            yield Problem(
+                stride_node,
+                f"pooling '{layer.name}': stride {g.stride[0]}x{g.stride[1]} > kernel {kh}x{kw}: "
+                "for some input sizes the last window starts past the edge "
+                f"({g.method} then yields {'NaN' if g.method == 'AVE' else '-FLT_MAX'}) "
+                "and input pixels between windows are skipped",
+            )

@@ -1,0 +1,219 @@
+"""Check field names, value types and enum values against Caffe's own schema.
+
+The schema is ``caffe.proto`` as compiled into pycaffe's ``caffe_pb2.py``.
+Importing ``caffe`` to get it costs about a second (numpy, skimage, the C++
+library), which a pre-commit hook would feel on every commit; so the
+serialized descriptor is read out of ``caffe_pb2.py`` and loaded into a
+private descriptor pool (tens of milliseconds, and no clash with a real
+``import caffe`` later in the same process). When that fails, the plain
+import is the fallback; when pycaffe is absent, ``load_schema`` says why and
+the other rules run without it.
+
+Unknown fields are warnings, not errors: forks (SSD, NVCaffe, ...) add
+fields this Caffe does not know.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import importlib.util
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from caffe_nanlayers.lint.model import IDENTIFIER, NUMBER, STRING, Node
+
+NET, SOLVER = "caffe.NetParameter", "caffe.SolverParameter"
+
+# FieldDescriptor.CPPTYPE_* values (stable across protobuf versions)
+_INT32, _INT64, _UINT32, _UINT64, _DOUBLE, _FLOAT, _BOOL, _ENUM, _STRING, _MESSAGE = range(1, 11)
+_INT_RANGES = {
+    _INT32: (-(2**31), 2**31 - 1, "int32"),
+    _INT64: (-(2**63), 2**63 - 1, "int64"),
+    _UINT32: (0, 2**32 - 1, "uint32"),
+    _UINT64: (0, 2**64 - 1, "uint64"),
+}
+_BOOL_WORDS = {"true": True, "True": True, "t": True, "false": False, "False": False, "f": False}
+FLT_MAX = 3.4028234663852886e38
+
+# Codes of the schema findings (their rule modules hold the documentation).
+UNKNOWN_FIELD, BAD_VALUE, REPEATED_SINGULAR = "NAN001", "NAN002", "NAN003"
+
+
+@dataclass
+class SchemaProblem:
+    code: str
+    node: Node
+    message: str
+    at_value: bool = False
+
+
+class Schema:
+    """Message descriptors of caffe.proto, looked up by full name (``caffe.NetParameter``)."""
+
+    def __init__(self, find_message, origin: str):
+        self._find = find_message
+        self.origin = origin
+
+    def message(self, full_name: str):
+        return self._find(full_name)
+
+    def problems(self, root: Node, full_name: str) -> list[SchemaProblem]:
+        return list(_check_message(root, self.message(full_name)))
+
+
+def _caffe_pb2_path() -> str | None:
+    try:
+        spec = importlib.util.find_spec("caffe")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "proto", "caffe_pb2.py")
+    return path if os.path.isfile(path) else None
+
+
+_SERIALIZED = re.compile(r"(?:AddSerializedFile\(|serialized_pb=)\s*(b'(?:[^'\\]|\\.)*')")
+
+
+def _load_private(path: str) -> Schema | None:
+    """caffe_pb2's descriptor, loaded into our own pool without importing caffe."""
+    with open(path, encoding="utf-8") as f:
+        match = _SERIALIZED.search(f.read())
+    if match is None:
+        return None
+    from google.protobuf import descriptor_pool
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(ast.literal_eval(match.group(1)))
+    return Schema(pool.FindMessageTypeByName, path)
+
+
+def _load_imported() -> Schema:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe.proto.caffe_pb2 as caffe_pb2  # the slow path: imports pycaffe
+
+    pool = caffe_pb2.DESCRIPTOR.pool
+    return Schema(pool.FindMessageTypeByName, caffe_pb2.__file__)
+
+
+@functools.lru_cache(maxsize=1)
+def load_schema() -> tuple[Schema | None, str]:
+    """(schema, "") when caffe_pb2 is available, else (None, why not)."""
+    if "caffe.proto.caffe_pb2" in sys.modules:
+        return _load_imported(), ""
+    path = _caffe_pb2_path()
+    if path is None:
+        return None, "pycaffe (caffe.proto.caffe_pb2) is not importable"
+    try:
+        schema = _load_private(path)
+        if schema is not None:
+            return schema, ""
+    except Exception:  # an odd caffe_pb2.py or protobuf: fall back to the real import
+        pass
+    try:
+        return _load_imported(), ""
+    except Exception as exc:
+        return None, f"caffe.proto.caffe_pb2 failed to import ({type(exc).__name__}: {exc})"
+
+
+def suggest(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for a near miss, else an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_value(node: Node, field) -> str | None:
+    """Why ``node``'s scalar does not fit ``field``, or None when it does."""
+    cpp = field.cpp_type
+    what = f"'{field.name}'"
+    if cpp == _STRING:
+        if node.kind != STRING:
+            return f"{what} is a string: expected a quoted value, found {node.raw}"
+        return None
+    if cpp == _BOOL:
+        if node.kind == IDENTIFIER and node.value in _BOOL_WORDS:
+            return None
+        if node.kind == NUMBER and node.value in (0, 1) and isinstance(node.value, int):
+            return None
+        return f"{what} is a bool: expected true or false, found {node.raw}"
+    if cpp == _ENUM:
+        enum = field.enum_type
+        names = [v.name for v in enum.values]
+        if node.kind == IDENTIFIER and node.value in names:
+            return None
+        if node.kind == NUMBER and isinstance(node.value, int) and enum.values_by_number.get(node.value):
+            return None
+        hint = suggest(str(node.value), names) if node.kind != NUMBER else ""
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        return f"{what} expects one of {shown}: found {node.raw}{hint}"
+    if cpp in _INT_RANGES:
+        low, high, type_name = _INT_RANGES[cpp]
+        if node.kind != NUMBER or not isinstance(node.value, int):
+            return f"{what} is an {type_name}: expected an integer, found {node.raw}"
+        if not low <= node.value <= high:
+            return f"{what} is an {type_name}: {node.raw} is out of range [{low}, {high}]"
+        return None
+    if cpp in (_FLOAT, _DOUBLE):
+        if node.kind != NUMBER:
+            return f"{what} is a number: expected a number, found {node.raw}"
+        if cpp == _FLOAT and math.isfinite(node.value) and abs(node.value) > FLT_MAX:
+            return f"{what} is a float: {node.raw} overflows to inf"
+        return None
+    return None
+
+
+def _is_repeated(field) -> bool:
+    flag = getattr(field, "is_repeated", None)  # protobuf >= 6; older versions have only .label
+    if flag is not None:
+        return bool(flag() if callable(flag) else flag)
+    return field.label == 3  # LABEL_REPEATED
+
+
+def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
+    fields = descriptor.fields_by_name
+    seen: dict[str, Node] = {}
+    for child in message.children or ():
+        field = fields.get(child.name)
+        if field is None:
+            yield SchemaProblem(
+                UNKNOWN_FIELD,
+                child,
+                f"unknown field '{child.name}' in {descriptor.name}{suggest(child.name, fields)}",
+            )
+            continue
+        is_message_field = field.cpp_type == _MESSAGE
+        if is_message_field and not child.is_message:
+            yield SchemaProblem(
+                BAD_VALUE,
+                child,
+                f"'{child.name}' is a {field.message_type.name} message: expected '{{', found {child.raw}",
+                at_value=True,
+            )
+            continue
+        if not is_message_field and child.is_message:
+            yield SchemaProblem(
+                BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
+            )
+            continue
+        repeated = _is_repeated(field)
+        if not repeated and child.name in seen and not is_message_field:
+            first = seen[child.name]
+            yield SchemaProblem(
+                REPEATED_SINGULAR,
+                child,
+                f"'{child.name}' is set twice (first on line {first.line}); "
+                f"Caffe keeps only the last value, {child.raw}",
+            )
+        seen.setdefault(child.name, child)
+        if is_message_field:
+            yield from _check_message(child, field.message_type)
+        else:
+            why = _check_value(child, field)
+            if why:
+                yield SchemaProblem(BAD_VALUE, child, why, at_value=True)
