@@ -135,9 +135,10 @@ class NanLayer(caffe.Layer):
 
         The attributes describe the first bad blob; the message describes all of them.
         """
-        kind, what = (
-            ("bottom", "data") if direction == "forward" else ("top", "diff (gradient arriving here)")
-        )
+        if direction == "forward":
+            kind, what = "bottom", "data"
+        else:
+            kind, what = "top", "diff (the gradient arriving here)"
         lines = [
             f"{kind} {index}" + (f" {name!r}" if name else "") + f" {what}: {stats.describe()}"
             for index, name, stats in found
