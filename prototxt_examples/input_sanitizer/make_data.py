@@ -41,4 +41,5 @@ def make_data(directory: str | Path = "data", seed: int = 0) -> dict:
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "data"
     counts = make_data(target)
-    print(f"wrote {target / 'train.h5'}: {RECORDS} records, injected " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    injected = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    print(f"wrote {target / 'train.h5'}: {RECORDS} records, injected {injected}")
