@@ -1,0 +1,105 @@
+"""run_isolated: results, messages, user errors and bugs come back; a Caffe abort becomes one line."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.isolate import IsolatedError, caffe_failure, describe_death, run_isolated
+
+# The child imports this module by name, so the functions it runs live at module level.
+
+
+def echo_twice(report, value):
+    report("first")
+    report({"second": value})
+    return value * 2
+
+
+def user_mistake(report):
+    raise UserError("layer 'x': bad param_str")
+
+
+def bug(report):
+    raise ValueError("boom")
+
+
+def abort_after_a_message(report):
+    report("before")
+    os.abort()
+
+
+def hdf5_net_with_wrong_dataset_name(report, h5_list):
+    from caffe_nanlayers.caffe_net import net_from_text
+
+    report("building")
+    net_from_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label" '
+        f'hdf5_data_param {{ source: "{h5_list}" batch_size: 2 }} }}',
+        phase="TRAIN",
+    )
+
+
+def test_result_and_messages_come_back_in_order():
+    messages = []
+    assert run_isolated(echo_twice, 21, on_message=messages.append) == 42
+    assert messages == ["first", {"second": 21}]
+
+
+def test_user_error_in_the_child_is_a_user_error_in_the_parent():
+    with pytest.raises(UserError, match=r"^layer 'x': bad param_str$"):
+        run_isolated(user_mistake)
+
+
+def test_a_bug_in_the_child_carries_its_traceback():
+    with pytest.raises(IsolatedError, match=r"ValueError: boom") as info:
+        run_isolated(bug)
+    assert "Traceback" in str(info.value)
+
+
+def test_death_by_signal_is_a_one_line_user_error_after_the_messages():
+    messages = []
+    with pytest.raises(UserError) as info:
+        run_isolated(abort_after_a_message, on_message=messages.append, context="x.prototxt")
+    assert messages == ["before"]
+    assert str(info.value) == "x.prototxt: Caffe stopped: the process killed by SIGABRT"
+
+
+@pytest.mark.caffe
+def test_a_real_caffe_check_failure_becomes_glogs_line(caffe, tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["data"], f["labels"] = np.zeros((2, 3), np.float32), np.zeros(2, np.float32)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.h5'}\n")
+    messages = []
+    with pytest.raises(UserError) as info:
+        run_isolated(hdf5_net_with_wrong_dataset_name, str(tmp_path / "list.txt"), on_message=messages.append)
+    message = str(info.value)
+    assert messages == ["building"]
+    assert "\n" not in message
+    # HDF5's H5LTfind_dataset matches "label" against "labels", so Caffe fails one check later.
+    assert message.startswith("Caffe stopped: Check failed: ")
+    assert message.endswith(")") and "label (hdf5.cpp:" in message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "F0117 10:00:00.123456 12345 /src/caffe/util/hdf5.cpp:14] Check failed: x == y (1 vs. 2) ",
+        "F20240117 10:00:00.123456 12345 hdf5.cpp:14] Check failed: x == y  (1 vs. 2)",
+    ],
+)
+def test_caffe_failure_reads_glogs_fatal_line_in_either_date_format(line):
+    stderr = f"W0117 noise\n{line}\n*** Check failure stack trace: ***\n    @ 0x7f caffe::Foo()\n"
+    assert caffe_failure(stderr) == "Caffe stopped: Check failed: x == y (1 vs. 2) (hdf5.cpp:14)"
+
+
+def test_describe_death_without_glog_names_the_signal_or_code_and_last_line():
+    assert describe_death(-11, "") == "Caffe stopped: the process killed by SIGSEGV"
+    assert (
+        describe_death(3, "oops\nlast words\n") == "Caffe stopped: the process exited with code 3: last words"
+    )
