@@ -1,0 +1,254 @@
+"""Training overhead: what a finite check after every layer costs a real train step.
+
+A check is only useful if people leave it in the net while they train, so
+what matters is the cost per iteration of a real net, not of the check
+alone. The net is LeNet as BVLC Caffe trains it on MNIST (batch 64, CPU),
+fed random data by a DummyData layer so no dataset is needed. Three solvers
+train side by side, their timed blocks interleaved:
+
+- plain: the net as written;
+- instrumented: the net exactly as ``caffe-nan instrument`` writes it (an
+  in-place CheckFiniteLayer after every layer, forward and backward);
+- debug_info: the plain net with ``debug_info: true`` and ``display: 1`` in
+  the solver, Caffe's own tool (the solver enables it only on display
+  iterations, so it needs ``display: 1`` to watch every step as the checks do).
+
+glog reads its settings when Caffe loads, so each logging setup runs in its
+own process: ``quiet`` (GLOG_minloglevel=2, errors only) and ``logged``
+(GLOG_minloglevel=0, every line written to a log file, the way a user
+keeps a training log). The headline figure is the ``logged`` one.
+
+Target: the instrumented net at most 1.05x the plain one.
+
+    python bench/bench_training.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from timing import fmt_seconds, ratios, summarize
+
+BENCH_DIR = Path(__file__).resolve().parent
+TARGET = 1.05
+
+LENET = """name: "LeNet"
+layer {
+  name: "mnist" type: "DummyData" top: "data" top: "label"
+  dummy_data_param {
+    shape { dim: 64 dim: 1 dim: 28 dim: 28 } data_filler { type: "uniform" min: 0 max: 1 }
+    shape { dim: 64 } data_filler { type: "uniform" min: 0 max: 9.99 }
+  }
+}
+layer {
+  name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  param { lr_mult: 1 } param { lr_mult: 2 }
+  convolution_param { num_output: 20 kernel_size: 5 stride: 1
+    weight_filler { type: "xavier" } bias_filler { type: "constant" } }
+}
+layer {
+  name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 }
+}
+layer {
+  name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  param { lr_mult: 1 } param { lr_mult: 2 }
+  convolution_param { num_output: 50 kernel_size: 5 stride: 1
+    weight_filler { type: "xavier" } bias_filler { type: "constant" } }
+}
+layer {
+  name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 }
+}
+layer {
+  name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+  param { lr_mult: 1 } param { lr_mult: 2 }
+  inner_product_param { num_output: 500
+    weight_filler { type: "xavier" } bias_filler { type: "constant" } }
+}
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer {
+  name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  param { lr_mult: 1 } param { lr_mult: 2 }
+  inner_product_param { num_output: 10
+    weight_filler { type: "xavier" } bias_filler { type: "constant" } }
+}
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+"""
+
+# lenet_solver.prototxt's optimisation settings; no test net, no snapshots.
+SOLVER = """base_lr: 0.01
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "inv"
+gamma: 0.0001
+power: 0.75
+max_iter: 1000000
+snapshot: 0
+random_seed: 1
+solver_mode: CPU
+"""
+
+LOGGING = {
+    "quiet": {"GLOG_minloglevel": "2"},
+    "logged": {"GLOG_minloglevel": "0", "GLOG_logtostderr": "1"},
+}
+
+
+def instrument(net_path: Path, out_path: Path) -> None:
+    """Run ``caffe-nan instrument`` exactly as a user would (its CLI)."""
+    code = "import sys; from caffe_nanlayers.cli import main; sys.exit(main())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "instrument", str(net_path), "-o", str(out_path)],
+        capture_output=True,
+        text=True,
+    )
+    # Exit 1 would mean "found problems"; the file is what we need.
+    if proc.returncode not in (0, 1) or not out_path.exists():
+        raise RuntimeError(f"caffe-nan instrument failed ({proc.returncode}): {proc.stderr.strip()}")
+
+
+def worker(args) -> int:
+    """Time the three solvers in this process (its glog set-up came from the parent)."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from timing import interleaved
+
+    from caffe_nanlayers.caffe_net import import_caffe, solver_from_text
+
+    import_caffe(quiet=False)  # the parent chose GLOG_* for this process
+    work = Path(args.workdir)
+    plain = Path(args.plain).read_text()
+    checked = Path(args.instrumented).read_text()
+    quiet_solver = SOLVER + "display: 0\n"
+    debug_solver = SOLVER + "display: 1\ndebug_info: true\n"
+    solvers = {
+        "plain": solver_from_text(quiet_solver, plain, work / "plain"),
+        "instrumented": solver_from_text(quiet_solver, checked, work / "instrumented"),
+        "debug_info": solver_from_text(debug_solver, plain, work / "debug_info"),
+    }
+    for solver in solvers.values():
+        solver.step(args.warmup)
+    contenders = {name: (lambda s=s: s.step(args.iters)) for name, s in solvers.items()}
+    times = interleaved(contenders, repeats=args.repeats, number=1, warmup=0)
+    per_iter = {name: [t / args.iters for t in values] for name, values in times.items()}
+    losses = {name: float(s.net.blobs["loss"].data) for name, s in solvers.items()}
+    json.dump({"per_iter": per_iter, "losses": losses}, sys.stdout)
+    return 0
+
+
+def run_worker(logging: str, plain: Path, checked: Path, work: Path, quick: bool) -> dict:
+    env = dict(os.environ, **LOGGING[logging])
+    env.setdefault("PYTHONPATH", "")
+    log_path = work / f"{logging}.log"
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--plain",
+        str(plain),
+        "--instrumented",
+        str(checked),
+        "--workdir",
+        str(work / logging),
+        "--repeats",
+        "5" if quick else "11",
+        "--iters",
+        "5" if quick else "20",
+        "--warmup",
+        "3" if quick else "10",
+    ]
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    if proc.returncode != 0:
+        tail = log_path.read_text()[-2000:]
+        raise RuntimeError(f"training bench worker ({logging}) failed:\n{tail}")
+    result = json.loads(proc.stdout)
+    log_text = log_path.read_text(errors="replace")
+    result["log_lines"] = log_text.count("\n")
+    # BVLC Caffe logs one line per blob per layer with debug_info; builds that
+    # made those lines DLOG (compiled out in Release) print only the summary.
+    result["per_layer_debug_lines"] = log_text.count("[Forward] Layer")
+    return result
+
+
+def run(quick: bool = False) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        work = Path(tmp)
+        plain = work / "lenet.prototxt"
+        plain.write_text(LENET)
+        checked = work / "lenet_instrumented.prototxt"
+        instrument(plain, checked)
+        n_checks = checked.read_text().count("CheckFiniteLayer")
+        runs = {logging: run_worker(logging, plain, checked, work, quick) for logging in ("logged", "quiet")}
+    rows = []
+    for logging, result in runs.items():
+        t = result["per_iter"]
+        base = t["plain"]
+        overhead = ratios(t["instrumented"], base)
+        rows.append(
+            [
+                logging,
+                fmt_seconds(summarize(base).median),
+                fmt_seconds(summarize(t["instrumented"]).median),
+                overhead.fmt(digits=3),
+                fmt_seconds(summarize(t["debug_info"]).median),
+                ratios(t["debug_info"], base).fmt(digits=3),
+                "met" if overhead.median <= TARGET else "MISSED",
+            ]
+        )
+    repeats = len(runs["quiet"]["per_iter"]["plain"])
+    return {
+        "title": "2. Training overhead (LeNet, batch 64, DummyData, CPU, one solver step)",
+        "columns": [
+            "glog",
+            "plain / iter",
+            "instrumented / iter",
+            "instrumented vs plain",
+            "debug_info / iter",
+            "debug_info vs plain",
+            f"target (instrumented <= {TARGET}x)",
+        ],
+        "rows": rows,
+        "notes": [
+            f"instrumented = the net as `caffe-nan instrument` writes it ({n_checks} CheckFiniteLayers, "
+            "forward and backward checks); debug_info = plain net, solver `debug_info: true`, `display: 1`.",
+            "logged: GLOG_minloglevel=0, Caffe's log written to a file (the headline figure); "
+            "quiet: GLOG_minloglevel=2. "
+            f"Log lines written by the logged run: {runs['logged']['log_lines']}, of which "
+            f"{runs['logged']['per_layer_debug_lines']} per-layer debug_info lines.",
+            f"Times per iteration, median of {repeats} interleaved repeats; ratios are medians of per-repeat "
+            "ratios, min-max in brackets.",
+        ],
+        "runs": runs,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    for option in ("--plain", "--instrumented", "--workdir"):
+        parser.add_argument(option, help=argparse.SUPPRESS)
+    for option in ("--repeats", "--iters", "--warmup"):
+        parser.add_argument(option, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    result = run(quick=args.quick)
+    print(result["title"])
+    print("  ".join(result["columns"]))
+    for row in result["rows"]:
+        print("  ".join(row))
+    for note in result["notes"]:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
