@@ -67,6 +67,18 @@ def test_huge_gradient_norm_does_not_overflow(make_net):
     assert layer.max_norm == pytest.approx(1e30, rel=1e-5)
 
 
+def test_norm_of_a_large_blob_is_exact(make_net):
+    # Many BLAS chunks, one of them holding values whose squares overflow float32.
+    shape = (4, 100_000)
+    net, layer, tops = clip_net(make_net, "{'threshold': 3.0}", shapes=(shape,))
+    g = np.random.default_rng(2).standard_normal(shape).astype(np.float32) + 1
+    g[3, -10:] = 1e25
+    exact = np.sqrt(np.sum(g.astype(np.float64) ** 2))
+    backward_with(net, tops, [g])
+    assert layer.last_norms[0] == pytest.approx(exact, rel=1e-7)
+    assert np.linalg.norm(net.blobs["x0"].diff.astype(np.float64)) == pytest.approx(3.0, rel=1e-6)
+
+
 def test_global_scope_uses_one_norm_over_all_bottoms(make_net):
     net, layer, tops = clip_net(make_net, "{'threshold': 1.0}", shapes=((3,), (2, 2)))
     g0, g1 = gradient(3.0, (3,)), gradient(4.0, (2, 2), seed=1)  # global norm 5
