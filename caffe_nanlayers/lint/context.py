@@ -77,3 +77,4 @@ class SolverContext:
     path: str
     root: Node
     net_refs: list[NetRef] = field(default_factory=list)
+    nets: list[Net] = field(default_factory=list)  # the nets it trains: inline, and the files found

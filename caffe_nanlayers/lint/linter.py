@@ -211,18 +211,24 @@ class Linter:
     def _net_context(self, path: str, node: Node, trained: bool) -> NetContext:
         return NetContext(path, build_net(node), self.options.input_shapes, trained_by_solver=trained)
 
-    def lint_document(self, document: Document, kind: str, refs: list[NetRef]) -> None:
+    def lint_document(
+        self, document: Document, kind: str, refs: list[NetRef], documents: dict[str, Document] | None = None
+    ) -> None:
         path, root = document.path, document.root
         findings = self._run("file", FileContext(document, kind, self.schema), path)
         if kind == NET:
             trained = os.path.realpath(path) in self._trained
             findings += self._run("net", self._net_context(path, root, trained), path)
         else:
-            findings += self._run("solver", SolverContext(path, root, refs), path)
-            for name in INLINE_NET_FIELDS:
-                for node in root.all(name):
-                    if node.is_message:
-                        findings += self._run("net", self._net_context(path, node, True), path)
+            inline = [node for name in INLINE_NET_FIELDS for node in root.all(name) if node.is_message]
+            nets = [build_net(node) for node in inline]
+            for ref in refs:
+                net_document = (documents or {}).get(os.path.realpath(ref.found)) if ref.found else None
+                if net_document is not None:
+                    nets.append(build_net(net_document.root))
+            findings += self._run("solver", SolverContext(path, root, refs, nets), path)
+            for node in inline:
+                findings += self._run("net", self._net_context(path, node, True), path)
         silenced = suppressions(document)
         unique = sorted(set(findings), key=lambda f: (f.line, f.column, f.code, f.message))
         self.report.findings.extend(f for f in unique if not silenced.silences(f))
@@ -256,8 +262,9 @@ class Linter:
             refs = self._follow(document) if kind == SOLVER else []
             queue[:0] = [r.found for r in refs if r.found is not None]
             parsed.append((document, kind, refs))
+        documents = {os.path.realpath(d.path): d for d, _, _ in parsed}
         for document, kind, refs in parsed:
-            self.lint_document(document, kind, refs)
+            self.lint_document(document, kind, refs, documents)
         return self.report
 
 

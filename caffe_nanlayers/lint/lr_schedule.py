@@ -43,6 +43,8 @@ def to_float32(x: float) -> float:
 
 def _pow(base: float, exponent: float) -> float:
     """C's pow: NaN for a negative base with a fractional exponent, inf for 0 to a negative power."""
+    if base == 0 and exponent < 0:
+        return math.inf
     try:
         result = math.pow(base, exponent)
     except ValueError:
@@ -85,7 +87,7 @@ class Schedule:
         elif p == "exp":
             r = base * _pow(gamma, it)
         elif p == "inv":
-            r = base * _pow(to_float32(1.0 + gamma * it), -power)
+            r = base * _pow(to_float32(1.0 + to_float32(gamma * it)), -power)  # float math, as Caffe
         elif p == "multistep":
             step = sum(1 for v in self.stepvalues if it >= v)  # Caffe advances at most one per iteration
             r = base * _pow(gamma, step)

@@ -122,10 +122,12 @@ def load_schema() -> tuple[Schema | None, str]:
         return None, f"caffe.proto.caffe_pb2 failed to import ({type(exc).__name__}: {exc})"
 
 
-def suggest(word: str, choices) -> str:
-    """`` (did you mean 'x'?)`` for a near miss, else an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def suggest(word: str, choices, cutoff: float = 0.75) -> str:
+    """`` (did you mean 'x'?)`` for a near miss (case aside), else an empty string."""
+    choices = list(choices)
+    by_upper = {c.upper(): c for c in choices}
+    close = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=cutoff)
+    return f" (did you mean '{by_upper[close[0]]}'?)" if close else ""
 
 
 def _check_value(node: Node, field) -> str | None:
@@ -149,7 +151,7 @@ def _check_value(node: Node, field) -> str | None:
             return None
         if node.kind == NUMBER and isinstance(node.value, int) and enum.values_by_number.get(node.value):
             return None
-        hint = suggest(str(node.value), names) if node.kind != NUMBER else ""
+        hint = suggest(str(node.value), names, cutoff=0.6) if node.kind != NUMBER else ""
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         return f"{what} expects one of {shown}: found {node.raw}{hint}"
     if cpp in _INT_RANGES:

@@ -8,6 +8,9 @@ iterations in. ``clip_gradients`` bounds the step. The thresholds depend on
 the solver: SGD and Nesterov above 0.1, AdaGrad above 0.1, RMSProp and Adam
 above 0.01, AdaDelta above 10 (its base_lr is usually 1).
 
+A net that clips its own gradient (a Python layer whose class name contains
+"Clip", such as caffe-nanlayers' ``GradientClipLayer``) counts as clipped.
+
 Fix: lower ``base_lr`` (and raise it with a warm-up schedule if needed), or
 set ``clip_gradients`` (e.g. 10, or the gradient norm seen when training is
 healthy).
@@ -18,6 +21,16 @@ PASS::
     clip_gradients: 10
     lr_policy: "fixed"
     max_iter: 100
+
+PASS::
+
+    base_lr: 0.5
+    lr_policy: "fixed"
+    max_iter: 100
+    net_param {
+      layer { name: "clip" type: "Python" bottom: "fc" top: "fc"
+              python_param { module: "caffe_nanlayers.layers" layer: "GradientClipLayer" } }
+    }
 
 FAIL::
 
@@ -38,10 +51,20 @@ SUMMARY = "base_lr high for the solver type (SGD > 0.1, Adam > 0.01, ...) and no
 THRESHOLDS = {"SGD": 0.1, "Nesterov": 0.1, "AdaGrad": 0.1, "RMSProp": 0.01, "Adam": 0.01, "AdaDelta": 10.0}
 
 
+def _clips_in_net(net) -> bool:
+    for layer in net.layers:
+        param = layer.param("python_param")
+        if layer.type == "Python" and param is not None and "clip" in str(param.scalar("layer", "")).lower():
+            return True
+    return False
+
+
 def check(ctx):
     root = ctx.root
     node = root.get("base_lr")
     if node is None or root.get("clip_gradients") is not None:
+        return
+    if any(_clips_in_net(net) for net in ctx.nets):
         return
     lr = root.number("base_lr")
     kind = solver_type(root)

@@ -1,0 +1,214 @@
+"""Every rule's PASS and FAIL examples (from its docstring), and the pure pieces behind the rules."""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+
+import pytest
+
+from caffe_nanlayers.lint import Options, lint_text
+from caffe_nanlayers.lint.lr_schedule import Schedule, first_bad_iteration, to_float32
+from caffe_nanlayers.lint.net import build_net
+from caffe_nanlayers.lint.parser import parse_text
+from caffe_nanlayers.lint.rules import RULES
+from caffe_nanlayers.lint.shapes import trace_shapes
+
+_EXAMPLE = re.compile(r"^(PASS|FAIL)::\n\n((?:(?:    .*)?\n)+)", re.MULTILINE)
+
+
+def examples():
+    for code, rule in RULES.items():
+        found = _EXAMPLE.findall(rule.doc + "\n")
+        assert any(k == "PASS" for k, _ in found) and any(k == "FAIL" for k, _ in found), code
+        for i, (kind, block) in enumerate(found):
+            yield pytest.param(code, kind, textwrap.dedent(block), id=f"{code}-{kind}-{i}")
+
+
+def codes_for(text: str, code: str) -> list[str]:
+    report = lint_text(text, "example.prototxt", Options(select=[code]))
+    assert not report.errors, report.errors
+    return [f.code for f in report.findings]
+
+
+@pytest.mark.parametrize(("code", "kind", "text"), list(examples()))
+def test_docstring_examples(code, kind, text, caffe):
+    """FAIL examples yield the rule's code, PASS examples do not (schema rules need the real caffe_pb2)."""
+    found = codes_for(text, code)
+    if kind == "FAIL":
+        assert code in found
+    else:
+        assert code not in found
+
+
+def test_every_rule_is_documented():
+    for code, rule in RULES.items():
+        assert re.fullmatch(r"NAN[0-2]\d\d", code)
+        assert rule.severity in ("error", "warning", "info")
+        assert rule.scope in ("file", "net", "solver")
+        assert "Fix:" in rule.doc, code
+        assert len(rule.summary) < 110 and "\n" not in rule.summary
+
+
+def net(text):
+    return build_net(parse_text(text).root)
+
+
+# ---- learning-rate schedule (Caffe's GetLearningRate) ----
+
+
+def test_poly_without_max_iter_is_nan_at_iteration_zero():
+    bad = first_bad_iteration(Schedule("poly", base_lr=0.01, power=0.9))
+    assert bad.iteration == 0 and math.isnan(bad.rate)
+
+
+def test_step_without_stepsize_is_a_division_by_zero():
+    bad = first_bad_iteration(Schedule("step", base_lr=0.01, gamma=0.1, max_iter=100))
+    assert bad.iteration == 0 and bad.rate is None
+
+
+def test_exp_overflow_found_at_the_exact_iteration():
+    s = Schedule("exp", base_lr=0.01, gamma=1.5, max_iter=10_000)
+    bad = first_bad_iteration(s)
+    assert math.isinf(bad.rate)
+    assert not math.isinf(s.rate(bad.iteration - 1))  # the first, not just some
+
+
+def test_step_underflow_to_zero_in_float():
+    s = Schedule("step", base_lr=0.01, gamma=1e-10, stepsize=10, max_iter=100)
+    bad = first_bad_iteration(s)
+    assert (bad.iteration, bad.rate) == (50, 0.0)  # 0.01 * 1e-50 underflows a float, not a double
+
+
+def test_inv_with_negative_gamma_goes_nan():
+    s = Schedule("inv", base_lr=0.01, gamma=-0.001, power=0.75, max_iter=5000)
+    bad = first_bad_iteration(s)
+    # In float, 1 + (-0.001f * 1000) is exactly 0: 0^-0.75 = inf; beyond it a negative base gives NaN.
+    assert bad.iteration == 1000 and math.isinf(bad.rate)
+    assert math.isnan(s.rate(1001))
+
+
+def test_healthy_schedules_have_no_bad_iteration():
+    for s in (
+        Schedule("fixed", base_lr=0.01, max_iter=100),
+        Schedule("step", base_lr=0.01, gamma=0.1, stepsize=100_000, max_iter=450_000),
+        Schedule("multistep", base_lr=0.01, gamma=0.1, stepvalues=[5000, 7000], max_iter=10_000),
+        Schedule("inv", base_lr=0.01, gamma=1e-4, power=0.75, max_iter=10_000),
+        Schedule("poly", base_lr=0.01, power=0.5, max_iter=2_400_000),
+        Schedule("sigmoid", base_lr=0.01, gamma=-0.001, stepsize=5000, max_iter=10_000),
+    ):
+        assert first_bad_iteration(s) is None, s
+
+
+def test_float32_rounding():
+    assert to_float32(1e-50) == 0.0
+    assert to_float32(1e39) == math.inf
+    assert to_float32(0.1) != 0.1
+
+
+# ---- shapes and states ----
+
+
+def test_shapes_follow_caffe_formulas():
+    n = net(
+        """
+        layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 2 dim: 3 dim: 227 dim: 227 } } }
+        layer { name: "c" type: "Convolution" bottom: "d" top: "c"
+                convolution_param { num_output: 96 kernel_size: 11 stride: 4 } }
+        layer { name: "p" type: "Pooling" bottom: "c" top: "p"
+                pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+        layer { name: "q" type: "Pooling" bottom: "p" top: "q"
+                pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+        layer { name: "f" type: "InnerProduct" bottom: "q" top: "f" inner_product_param { num_output: 10 } }
+        """
+    )
+    trace = trace_shapes(n, n.states()[0])
+    assert trace.bottoms[2] == [(2, 96, 55, 55)]
+    assert trace.bottoms[3] == [(2, 96, 27, 27)]
+    assert trace.bottoms[4] == [(2, 96, 14, 14)]
+
+
+def test_crop_size_and_input_shape_override():
+    n = net(
+        """
+        layer { name: "d" type: "Data" top: "d" top: "l" transform_param { crop_size: 32 }
+                data_param { batch_size: 4 } }
+        layer { name: "h" type: "HDF5Data" top: "x" }
+        layer { name: "p" type: "Pooling" bottom: "d" bottom: "x" top: "p" pooling_param { kernel_size: 2 } }
+        """
+    )
+    trace = trace_shapes(n, n.states()[0], {"x": (1, 1, 5, 5)})
+    assert trace.bottoms[2] == [(4, None, 32, 32), (1, 1, 5, 5)]
+
+
+def test_states_do_not_invent_stage_combinations():
+    n = net(
+        """
+        layer { name: "a" type: "Data" top: "d" include { phase: TEST stage: "s1" } }
+        layer { name: "a" type: "Data" top: "d" include { phase: TEST stage: "s2" } }
+        """
+    )
+    assert all(len(s.stages) <= 1 for s in n.states())
+    assert (
+        codes_for(
+            'layer { name: "a" type: "Data" top: "d" include { phase: TEST stage: "s1" } }\n'
+            'layer { name: "a" type: "Data" top: "d" include { phase: TEST stage: "s2" } }\n',
+            "NAN109",
+        )
+        == []
+    )
+
+
+def test_v1_types_are_upgraded():
+    n = net('layers { name: "c" type: CONVOLUTION } layers { name: "l" type: SOFTMAX_LOSS }')
+    assert [layer.type for layer in n.layers] == ["Convolution", "SoftmaxWithLoss"]
+    assert n.is_training_net
+
+
+def test_pooling_padding_clip_like_caffe():
+    """With padding, Caffe drops a last window that would start in the padding: no empty window."""
+    text = """
+        layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+        layer { name: "p" type: "Pooling" bottom: "d" top: "p"
+                pooling_param { pool: AVE kernel_size: 3 stride: 5 pad: 1 } }
+        """
+    report = lint_text(text, "p.prototxt", Options(select=["NAN101"]))
+    assert [f.severity for f in report.findings] == ["warning"]
+
+
+def test_undefined_bottom_only_produced_in_another_phase():
+    text = """
+        layer { name: "d" type: "Input" top: "d" include { phase: TRAIN } input_param { shape { dim: 1 } } }
+        layer { name: "r" type: "ReLU" bottom: "d" top: "r" include { phase: TEST } }
+        """
+    (finding,) = lint_text(text, "b.prototxt", Options(select=["NAN110"])).findings
+    assert "only later, or only in other phases" in finding.message
+
+
+def test_frozen_layers_need_no_filler():
+    text = """
+        layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { lr_mult: 0 }
+                inner_product_param { num_output: 2 } }
+        layer { name: "b" type: "InnerProduct" bottom: "a" top: "b"
+                inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "b" bottom: "label" top: "loss" }
+        """
+    assert codes_for(text, "NAN102") == []
+
+
+def test_net_without_any_filler_or_solver_is_taken_as_pretrained():
+    text = """
+        layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" inner_product_param { num_output: 2 } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "a" bottom: "label" top: "loss" }
+        """
+    assert codes_for(text, "NAN102") == []
+    solver = 'base_lr: 0.01 lr_policy: "fixed" max_iter: 10 net_param {' + text + "}"
+    assert codes_for(solver, "NAN102") == ["NAN102"]
+
+
+def test_opt_in_rule_needs_its_exact_code():
+    text = RULES["NAN103"].doc.split("FAIL::")[1]
+    assert "NAN103" not in [f.code for f in lint_text(text).findings]
+    assert "NAN103" not in [f.code for f in lint_text(text, options=Options(select=["NAN1"])).findings]
+    assert "NAN103" in [f.code for f in lint_text(text, options=Options(select=["NAN103"])).findings]
