@@ -214,6 +214,15 @@ def test_probe_without_tops_checks_forward(make_net):
         net.forward()
 
 
+def test_a_blob_read_by_several_layers_keeps_its_name(make_net):
+    # pool1 feeds two checks: Caffe splits it into pool1_pool1_0_split_0 and _1.
+    backward_only = python_layer("copy", "CheckFiniteLayer", ["pool1"], ["c"], "{'direction': 'backward'}")
+    net = make_net(POOL_NET + backward_only + python_layer("probe", "CheckFiniteLayer", ["pool1"], []))
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    assert (err.value.layer, err.value.blob_name) == ("probe", "pool1")
+
+
 def test_train_and_test_phase_nets(make_net):
     for phase in ("TRAIN", "TEST"):
         net = pool_net(make_net, "{'label': 'x'}", phase=phase)

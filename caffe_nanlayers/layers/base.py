@@ -184,17 +184,23 @@ def bind_names(net_or_solver) -> int:
 
 
 def _layers_with_names(net):
+    """(layer, (name, bottom names, top names)) for each layer of a pycaffe net.
+
+    A blob read by several layers reaches each through a Split layer Caffe
+    inserts, under a name like ``fc2_fc2_0_split_1``; bottoms are named by
+    the blob the user wrote instead.
+    """
     blob_names = list(net._blob_names)
     layer_names = list(net._layer_names)
-    for i, layer in enumerate(net.layers):
-        yield (
-            layer,
-            (
-                layer_names[i],
-                [blob_names[j] for j in net._bottom_ids(i)],
-                [blob_names[j] for j in net._top_ids(i)],
-            ),
-        )
+    layers = list(net.layers)
+    split_source = {}
+    for i, layer in enumerate(layers):
+        if layer.type == "Split":
+            source = blob_names[net._bottom_ids(i)[0]]
+            split_source.update((j, source) for j in net._top_ids(i))
+    for i, layer in enumerate(layers):
+        bottoms = [split_source.get(j, blob_names[j]) for j in net._bottom_ids(i)]
+        yield layer, (layer_names[i], bottoms, [blob_names[j] for j in net._top_ids(i)])
 
 
 def _find_in_live_nets(layer):

@@ -78,14 +78,14 @@ class InputSanitizerLayer(NanLayer):
     def forward(self, bottom, top):
         iteration = self.forward_passes
         self.forward_passes += 1
-        if self.params["mode"] == "raise":
-            bad = {i: bottom[i].data for i in range(len(bottom)) if not all_finite(bottom[i].data)}
-            if bad:
-                raise self.nonfinite_error("forward", self.measure("forward", bad), iteration)
+        finite = [all_finite(bottom[i].data) for i in range(len(bottom))]
+        if self.params["mode"] == "raise" and not all(finite):
+            bad = {i: bottom[i].data for i in range(len(bottom)) if not finite[i]}
+            raise self.nonfinite_error("forward", self.measure("forward", bad), iteration)
         self.pass_forward(bottom, top)
         counts = []
         for i in range(len(top)):
-            c, self._changed[i] = self._sanitize(top[i].data)
+            c, self._changed[i] = self._sanitize(top[i].data, finite[i])
             counts.append(c)
         self.batch_counts_by_bottom = counts
         self.batch_counts = sum(counts, SanitizeCounts())
@@ -100,10 +100,10 @@ class InputSanitizerLayer(NanLayer):
             )  # fmt: skip
             logger.warning("%s: batch %d held non-finite input: %s", self.who(), iteration, details)
 
-    def _sanitize(self, data):
+    def _sanitize(self, data, finite: bool):
         """Sanitize ``data`` in place; returns its counts and the mask of changed positions."""
         counts, changed = SanitizeCounts(), None
-        if not all_finite(data):
+        if not finite:
             masks = (np.isnan(data), np.isposinf(data), np.isneginf(data))
             counts.nan, counts.posinf, counts.neginf = (int(np.count_nonzero(m)) for m in masks)
             for mask, value in zip(masks, self.replacements):
