@@ -37,7 +37,7 @@ CODE = "NAN201"
 NAME = "lr-policy-missing-param"
 SEVERITY = "error"
 SCOPE = "solver"
-SUMMARY = "lr_policy without the parameters its formula needs (poly: max_iter, power; step: stepsize, ...)."
+SUMMARY = "lr_policy without the parameters its formula reads (step: stepsize, gamma; poly: power; ...)."
 
 _EFFECT = {
     "stepsize": "divides by stepsize = 0",
