@@ -82,11 +82,12 @@ CATALOGUE: dict[str, Cause] = {
         Cause(
             "sparsity",
             "a 0/0 on sparse activations",
-            "A layer divides by a quantity that is zero on sparse activations (a normalisation by the "
-            "sum or the norm of a ReLU output, a Power layer with a negative power, a sparsity "
-            "penalty with a target of 0): 0/0 is NaN.",
-            "Add an epsilon to the denominator (Power: shift > 0; normalisations: eps); check the "
-            "layer on an all-zero input.",
+            "A layer divides by a quantity that is zero on sparse activations (a ReLU output has many "
+            "exact zeros): a normalisation by their sum or norm, a Power layer with a negative or "
+            "fractional power (sqrt's gradient at 0 is computed as 0/0), a sparsity penalty with a "
+            "target of 0.",
+            "Add an epsilon (Power: a small shift so the base is never 0; normalisations: eps); check "
+            "the layer's forward and backward on an all-zero input.",
         ),
         Cause(
             "float16",

@@ -1,0 +1,88 @@
+"""``caffe-nan instrument NET -o OUT``: write a copy of a net with a finite check after every layer.
+
+Exit codes: 0 written, 2 the net cannot be read or an option is wrong. The
+input is never modified; a solver is accepted too (its train net is used).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from caffe_nanlayers.atomic import write_atomic
+from caffe_nanlayers.diagnose.cli_common import Parser, run
+from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net
+from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.proto_io import read_net_or_solver
+
+
+def _names(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+
+
+def _parser(prog: str) -> Parser:
+    parser = Parser(prog=prog, description="Add an in-place CheckFiniteLayer after every layer of a net.")
+    parser.add_argument("net", help="net prototxt (or a solver: its train net)")
+    parser.add_argument(
+        "-o", "--output", help="where to write (default: NET.checked.prototxt; '-' for stdout)"
+    )
+    parser.add_argument(
+        "--only", action="append", metavar="LAYER[,LAYER]", help="check only after these layers"
+    )
+    parser.add_argument(
+        "--skip", action="append", metavar="LAYER[,LAYER]", help="no check after these layers"
+    )
+    parser.add_argument("--direction", choices=DIRECTIONS, default="both", help="which passes to check")
+    parser.add_argument("--mode", choices=MODES, default="raise", help="what a check does when it fires")
+    parser.add_argument("--dump-dir", help="where mode 'dump' writes the offending blobs (default nan_dumps)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> int:
+    def body(args) -> int:
+        resolved = read_net_or_solver(args.net)
+        source = resolved.path
+        text = source.read_text(encoding="utf-8") if source is not None else None
+        source_name = source.name if source is not None else f"{Path(args.net).name} ({resolved.note})"
+        result = instrument_net(
+            resolved.net,
+            only=_names(args.only),
+            skip=_names(args.skip),
+            direction=args.direction,
+            mode=args.mode,
+            dump_dir=args.dump_dir,
+            source_text=text,
+            source_name=source_name,
+        )
+        if args.output == "-":
+            sys.stdout.write(result.text)
+            return 0
+        base = source or Path(args.net)
+        output = Path(args.output) if args.output else base.with_name(base.stem + ".checked.prototxt")
+        for original in filter(None, (Path(args.net), source)):
+            if output.resolve() == original.resolve():
+                raise UserError(f"{output}: refusing to overwrite the input; give another -o")
+        write_atomic(output, result.text)
+        if args.format == "json":
+            report = {
+                "input": str(args.net),
+                "net": str(source) if source else None,
+                "output": str(output),
+                "complete": result.complete,
+                "checks": [c.as_dict() for c in result.checks],
+            }
+            print(json.dumps(report, indent=2))
+        else:
+            followed = ", ".join(c.after or "(inputs)" for c in result.checks)
+            print(
+                f"wrote {output}: {len(result.checks)} checks ({args.direction}, mode {args.mode}) "
+                f"after {followed}"
+            )
+        return 0
+
+    return run(_parser(prog), argv, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Train step by step until the first NaN/Inf, keep the last good weights, and explain it.
+
+``caffe train`` notices a NaN only when it prints the loss, long after the
+layer that made it, and by then the weights are NaN too. Here the solver
+takes one step at a time; a solver callback, run after forward/backward and
+before the update, reads the loss and the raw gradients and copies the
+weights about to be updated. At the first non-finite value (lr, loss,
+gradient, or weights after the update) training stops, the copy is saved as
+a ``.caffemodel``, and, if forward or backward went bad, the iteration is
+replayed with those weights and the same batch through an instrumented net
+(``replay``) to name the producing layer. The cause is then picked from the
+catalogue using what was watched: lr first, then the growth of the
+gradient norms and the loss, then the producer's layer type.
+
+This runs in a child process (``isolate``): a Caffe CHECK that fails while
+building or stepping the user's net becomes a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from caffe_nanlayers.atomic import atomic_path, write_atomic
+from caffe_nanlayers.diagnose import trend
+from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
+from caffe_nanlayers.diagnose.diagnosis import Diagnosis
+from caffe_nanlayers.diagnose.instrument import instrument_net
+from caffe_nanlayers.diagnose.replay import Producer, replay
+from caffe_nanlayers.errors import NonFiniteError, UserError
+from caffe_nanlayers.finite import all_finite, nonfinite_stats
+from caffe_nanlayers.lint.lr_schedule import Schedule
+from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
+
+DEFAULT_MAX_ITER = 1000
+
+
+@dataclasses.dataclass
+class LocateOptions:
+    solver: str
+    out_dir: str
+    weights: str | None = None
+    max_iter: int | None = None
+
+
+def _schedule(solver) -> Schedule:
+    return Schedule(
+        policy=solver.lr_policy,
+        base_lr=solver.base_lr,
+        gamma=solver.gamma,
+        power=solver.power,
+        stepsize=solver.stepsize,
+        stepvalues=list(solver.stepvalue),
+        max_iter=solver.max_iter,
+    )
+
+
+def _working_solver(resolved, out_dir: Path) -> Path:
+    """The user's solver with the net inlined, no tests, snapshots or display: ours to step."""
+    pb2 = caffe_pb2()
+    solver = pb2.SolverParameter()
+    solver.CopyFrom(resolved.solver)
+    for field in (
+        "net",
+        "train_net",
+        "train_net_param",
+        "test_net",
+        "test_net_param",
+        "test_iter",
+        "test_state",
+    ):
+        solver.ClearField(field)
+    solver.net_param.CopyFrom(resolved.net)
+    solver.test_interval = 0
+    solver.test_initialization = False
+    solver.snapshot = 0
+    solver.snapshot_after_train = False
+    solver.display = 0
+    solver.debug_info = False
+    solver.solver_mode = pb2.SolverParameter.CPU
+    path = out_dir / "locate_solver.prototxt"
+    write_atomic(path, net_to_text(solver))
+    return path
+
+
+class _Watch:
+    """What the solver callback saw in the current iteration (before the update)."""
+
+    def __init__(self, net):
+        self.net = net
+        names = list(net._blob_names)
+        weights = list(net._blob_loss_weights)
+        self.loss_outputs = [n for n in net.outputs if weights[names.index(n)] != 0]
+        self.params = [(name, i, blob) for name, blobs in net.params.items() for i, blob in enumerate(blobs)]
+        self.last_good = [np.array(blob.data, copy=True) for _, _, blob in self.params]
+        self.losses: dict[str, float] = {}
+        self.bad_gradients: list[tuple[str, object]] = []
+        self.grad_norms: list[float] = []
+        self.first_norms: dict[str, float] = {}
+        self.last_norms: dict[str, float] = {}
+
+    def on_start(self):
+        pass
+
+    def on_gradients_ready(self):
+        self.losses = {n: float(np.sum(self.net.blobs[n].data)) for n in self.loss_outputs}
+        self.bad_gradients = []
+        total = 0.0
+        for k, (name, i, blob) in enumerate(self.params):
+            np.copyto(self.last_good[k], blob.data)  # the weights this update starts from
+            diff = blob.diff
+            label = f"{name}[{i}]"
+            if not all_finite(diff):
+                self.bad_gradients.append((label, nonfinite_stats(diff)))
+                continue
+            norm = math.sqrt(float(np.dot(diff.ravel().astype(np.float64), diff.ravel())))
+            total += norm * norm
+            self.first_norms.setdefault(label, norm)
+            self.last_norms[label] = norm
+        self.grad_norms.append(math.sqrt(total) if not self.bad_gradients else math.inf)
+
+
+def _bad_params(watch: _Watch) -> list[tuple[str, object]]:
+    return [
+        (f"{name}[{i}]", nonfinite_stats(blob.data))
+        for name, i, blob in watch.params
+        if not all_finite(blob.data)
+    ]
+
+
+def _batch(net) -> dict[str, np.ndarray]:
+    """The tops of the layers that read no blob: the batch of the last forward pass."""
+    names = list(net._blob_names)
+    batch = {}
+    for i in range(len(net.layers)):
+        if not list(net._bottom_ids(i)) and net.layers[i].type != "Parameter":
+            for top in net._top_ids(i):
+                batch[names[top]] = np.array(net._blobs[top].data, copy=True)
+    return batch
+
+
+def locate(report, options: LocateOptions) -> Diagnosis:
+    """Run in a child process by ``isolate.run_isolated``; ``report`` sends progress lines."""
+    from caffe_nanlayers.caffe_net import import_caffe
+
+    caffe = import_caffe()
+    resolved = read_net_or_solver(options.solver)
+    if resolved.solver is None:
+        raise UserError(
+            f"{options.solver}: this is a net, locate needs a solver prototxt (base_lr, lr_policy...)"
+        )
+    out_dir = Path(options.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    solver = caffe.get_solver(str(_working_solver(resolved, out_dir)))
+    if options.weights:
+        if not Path(options.weights).is_file():
+            raise UserError(f"{options.weights}: no such weights file")
+        solver.net.copy_from(str(options.weights))
+    net = solver.net
+    watch = _Watch(net)
+    solver.add_callback(watch.on_start, watch.on_gradients_ready)
+    schedule = _schedule(resolved.solver)
+    limit = options.max_iter or resolved.solver.max_iter or DEFAULT_MAX_ITER
+    loss_history: list[float] = []
+    observed: list[str] = []
+    check_error: NonFiniteError | None = None
+    lr = None
+    start = solver.iter
+    while solver.iter < start + limit:
+        iteration = solver.iter
+        try:
+            lr = schedule.rate(iteration)
+        except ZeroDivisionError:
+            observed.append("lr: integer division by zero (stepsize 0), Caffe would die with SIGFPE")
+            lr = math.nan
+            break
+        except ValueError:
+            lr = None  # a policy we do not compute: Caffe will say what is wrong with it
+        try:
+            solver.step(1)
+        except NonFiniteError as error:  # the user's own CheckFiniteLayer fired
+            check_error = error
+            observed.append(f"the net's own check {error.layer} fired ({error.direction})")
+            break
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(
+                f"training stopped at iteration {iteration}: {type(exc).__name__}: {exc}"
+            ) from None
+        if iteration % 100 == 0:
+            report(f"iteration {iteration}: loss {sum(watch.losses.values()):.6g}")
+        bad_losses = {n: v for n, v in watch.losses.items() if not math.isfinite(v)}
+        bad_params = _bad_params(watch)
+        if lr is not None and not math.isfinite(lr):
+            observed.append(f"lr = {lr}")
+        if bad_losses:
+            observed.append("loss " + ", ".join(f"{n} = {v}" for n, v in bad_losses.items()))
+        if watch.bad_gradients:
+            observed.append(
+                "gradients non-finite: "
+                + "; ".join(f"{p}: {s.describe()}" for p, s in watch.bad_gradients[:3])
+            )
+        if bad_params:
+            observed.append("weights after the update non-finite: " + ", ".join(p for p, _ in bad_params[:5]))
+        if observed:
+            break
+        loss_history.append(sum(watch.losses.values()))
+    else:
+        return _clean(options, resolved, solver.iter - start, loss_history)
+    if check_error is not None:  # raised inside forward/backward: the weights were not updated
+        for (_, _, blob), good in zip(watch.params, watch.last_good):
+            np.copyto(good, blob.data)
+    return _diagnose(
+        caffe, options, resolved, watch, out_dir, iteration, lr, observed, loss_history, check_error
+    )
+
+
+def _clean(options, resolved, steps: int, losses: list[float]) -> Diagnosis:
+    last = f", last loss {losses[-1]:.6g}" if losses else ""
+    return Diagnosis(
+        "locate",
+        options.solver,
+        False,
+        f"no NaN/Inf in {steps} iterations{last}",
+        details={"iterations_run": steps, "loss_growth": trend.growth(losses)},
+    )
+
+
+def _save_weights(net, watch: _Watch, path: Path) -> Path:
+    for (_, _, blob), good in zip(watch.params, watch.last_good):
+        blob.data[...] = good
+    with atomic_path(path, suffix=".caffemodel") as tmp:
+        net.save(tmp)
+    return path
+
+
+def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed, losses, check_error):
+    net = watch.net
+    weights_path = _save_weights(net, watch, out_dir / f"last_good_iter{iteration}.caffemodel")
+    saved = {"weights": str(weights_path)}
+    forward_or_backward = check_error is not None or any(
+        o.startswith(("loss", "gradients")) for o in observed
+    )
+    producer: Producer | None = None
+    replay_note = None
+    if forward_or_backward:
+        instrumented = instrument_net(resolved.net, mode="dump", dump_dir=str(out_dir / "dumps"))
+        replay_path = out_dir / "replay_net.prototxt"
+        outcome = replay(caffe, instrumented, resolved.net, _batch(net), str(weights_path), str(replay_path))
+        producer = outcome.producer
+        saved["replay_net"] = str(replay_path)
+        if producer is not None and producer.dump_path:
+            saved["dump"] = producer.dump_path
+        if producer is None:
+            replay_note = "the replay with the last good weights and the same batch stayed finite"
+    grad_growth = trend.growth(watch.grad_norms[:-1] if observed else watch.grad_norms)
+    loss_growth = trend.growth(losses)
+    exploded = [
+        (label, watch.last_norms[label] / first)
+        for label, first in watch.first_norms.items()
+        if first > 0 and watch.last_norms.get(label, 0) / first >= trend.EXPLOSION_FACTOR
+    ]
+    exploded.sort(key=lambda e: -e[1])
+    cause_id = choose_cause(lr, grad_growth, loss_growth, producer, iteration)
+
+    lr_text = "unknown" if lr is None else f"{lr:g}"
+    summary = f"first NaN/Inf at iteration {iteration} (lr {lr_text})"
+    if producer is not None:
+        summary += f": produced by layer {producer.layer} ({producer.layer_type}), {producer.direction}"
+    evidence = [f"observed at iteration {iteration}: {o}" for o in observed]
+    if producer is not None:
+        evidence.append(
+            f"replay of iteration {iteration} (last good weights, same batch): "
+            "first non-finite value made by " + producer.describe()
+        )
+    if replay_note:
+        evidence.append(replay_note)
+    if grad_growth is not None and len(watch.grad_norms) > 1:
+        evidence.append(
+            f"gradient L2 norm over the {len(watch.grad_norms) - 1} iterations before: "
+            f"grew {grad_growth:.3g}x "
+            f"(from {watch.grad_norms[0]:.4g} to {_last_finite(watch.grad_norms):.4g})"
+        )
+    if loss_growth is not None:
+        evidence.append(f"loss before: grew {loss_growth:.3g}x (from {losses[0]:.4g} to {losses[-1]:.4g})")
+    for label, factor in exploded[:3]:
+        evidence.append(f"gradient norm of {label} grew {factor:.3g}x")
+    evidence.append(f"last good weights saved to {weights_path}")
+    details = {
+        "lr": lr if lr is not None and math.isfinite(lr) else (None if lr is None else str(lr)),
+        "observed": observed,
+        "producer": producer.as_dict() if producer else None,
+        "norms": {
+            "gradient_l2": [n if math.isfinite(n) else str(n) for n in watch.grad_norms[-20:]],
+            "gradient_growth": grad_growth,
+            "loss_growth": loss_growth,
+            "exploded_params": [{"param": p, "growth": g} for p, g in exploded[:10]],
+        },
+        "saved": saved,
+    }
+    diagnosis = Diagnosis(
+        "locate", options.solver, True, summary, iteration=iteration, cause=cause(cause_id), evidence=evidence
+    )
+    report_path = out_dir / "report.json"
+    saved["report"] = str(report_path)
+    diagnosis.details = details
+    write_atomic(report_path, diagnosis.to_json() + "\n")
+    return diagnosis
+
+
+def choose_cause(lr, grad_growth, loss_growth, producer: Producer | None, iteration: int) -> str:
+    """The catalogue id for what locate observed (see the module docstring for the order)."""
+    if lr is not None and not math.isfinite(lr):
+        return "lr_policy"
+    for growth in (grad_growth, loss_growth):
+        if growth is not None and growth >= trend.EXPLOSION_FACTOR:
+            return "gradient_explosion"
+    if producer is not None:
+        by_type = cause_for_layer_type(producer.layer_type, producer.has_bottoms)
+        if by_type:
+            return by_type
+        if producer.layer_type == "input":
+            return "bad_input"
+        return "fillers" if iteration == 0 else "initialization"
+    return "initialization" if iteration == 0 else "bad_input"
+
+
+def _last_finite(values: list[float]) -> float:
+    return next((v for v in reversed(values) if math.isfinite(v)), math.nan)

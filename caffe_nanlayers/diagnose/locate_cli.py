@@ -1,0 +1,66 @@
+"""``caffe-nan locate SOLVER``: train until the first NaN/Inf and name the layer and the cause.
+
+Exit codes: 0 no NaN within the iterations run, 1 a NaN found and diagnosed,
+2 the solver cannot be read or Caffe refused it (one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from caffe_nanlayers.diagnose.cli_common import Parser, run
+from caffe_nanlayers.diagnose.locate import DEFAULT_MAX_ITER, LocateOptions, locate
+from caffe_nanlayers.isolate import run_isolated
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
+    return value
+
+
+def _parser(prog: str) -> Parser:
+    parser = Parser(
+        prog=prog,
+        description="Train step by step with pycaffe until the first NaN/Inf; keep the last good weights, "
+        "replay the failing iteration through an instrumented net and name the producing layer "
+        "and the cause.",
+    )
+    parser.add_argument(
+        "solver", help="solver prototxt (its net: is read as Caffe does, or beside the solver)"
+    )
+    parser.add_argument("--weights", help="start from these weights (.caffemodel), as caffe train --weights")
+    parser.add_argument(
+        "--max-iter",
+        type=_positive,
+        help=f"iterations to try (default: the solver's max_iter, else {DEFAULT_MAX_ITER})",
+    )
+    parser.add_argument(
+        "--out",
+        default="caffe_nan_locate",
+        help="directory for the report, the last good weights and the replay net (default: %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "caffe-nan locate") -> int:
+    def body(args) -> int:
+        options = LocateOptions(
+            solver=args.solver, out_dir=args.out, weights=args.weights, max_iter=args.max_iter
+        )
+        progress = (lambda line: print(line, file=sys.stderr)) if args.format == "text" else None
+        verdict = run_isolated(locate, options, on_message=progress, context=f"while training {args.solver}")
+        print(verdict.to_json() if args.format == "json" else verdict.to_text())
+        return verdict.exit_code
+
+    return run(_parser(prog), argv, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
