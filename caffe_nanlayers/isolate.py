@@ -4,12 +4,14 @@ When one of Caffe's ``CHECK``s fails (an HDF5 dataset named differently from
 the top, a missing source, a record that does not parse) glog prints a
 "Check failed" line and a stack dump, then aborts the whole process: no
 Python ``except`` can catch it. The tools that run a user's data or net
-through Caffe (``scan``, ``locate``) therefore run that work here: a child
-process started with the "spawn" method (no fork of a process that may hold
-Caffe's threads), its stderr captured in a file, and its progress sent back
-to the parent over a pipe while it runs. If the child dies, the parent reads
-glog's FATAL line from the captured stderr and raises a ``UserError`` that
-says what Caffe said, in one line:
+through Caffe (``scan``, ``locate``) therefore run that work here, in a
+fresh Python interpreter (no fork of a process that may hold Caffe's
+threads, and, unlike multiprocessing's "spawn", no re-import of the
+caller's main script, which breaks scripts without a ``__main__`` guard),
+with its output captured in a file and its progress sent back over a pipe
+while it runs. If the child dies, the parent reads glog's FATAL line from
+the captured output and raises a ``UserError`` that says what Caffe said,
+in one line:
 
     Caffe stopped: Check failed: H5LTfind_dataset(file_id, dataset_name_) Failed to find
     HDF5 dataset label (hdf5.cpp:14)
@@ -21,14 +23,15 @@ exception in the child is a bug and is raised again in the parent as
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
+import pickle
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import traceback
+from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 from caffe_nanlayers.errors import UserError
@@ -53,11 +56,25 @@ class _Reporter:
         self._connection.send(("message", message))
 
 
-def _child_main(connection, stderr_path: str, function: Callable, args: tuple, kwargs: dict) -> None:
-    # glog writes to file descriptor 2 directly: redirect the descriptor, not sys.stderr.
-    fd = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
-    os.dup2(fd, 2)
-    os.close(fd)
+# The child starts from nothing: it takes the parent's sys.path first, so that the
+# functions (pickled by reference) are importable, then runs _child_main.
+_BOOTSTRAP = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from caffe_nanlayers.isolate import _child_main; _child_main()"
+)
+
+
+def _child_main() -> None:
+    for warm_up in pickle.load(sys.stdin.buffer):
+        try:
+            warm_up()
+        except Exception:
+            pass  # the call proper meets the same problem and reports it
+    try:
+        fd, function, args, kwargs = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return  # the parent closed the worker without a call
+    connection = Connection(fd, readable=False)
     try:
         result = function(_Reporter(connection), *args, **kwargs)
     except UserError as exc:
@@ -101,6 +118,92 @@ def describe_death(exitcode: int, stderr_text: str) -> str:
     return f"Caffe stopped: the process {how}{last}"
 
 
+class IsolatedWorker:
+    """A child process started now, warmed up, and given one call later.
+
+    Importing pycaffe takes about a second; a tool that starts its worker
+    first (``warm_up=[import_caffe]``) and then reads and checks the user's
+    files pays that second once, in parallel, instead of twice in a row.
+    Use it as a context manager: leaving it without a call ends the child.
+    """
+
+    def __init__(self, warm_up: tuple[Callable[[], object], ...] | list = ()):
+        read_fd, self._write_fd = os.pipe()
+        self._receiver = Connection(read_fd, writable=False)
+        self._output = tempfile.TemporaryFile(prefix="nanlayers-child-")  # noqa: SIM115 (closed by run, __exit__)
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP],
+            stdin=subprocess.PIPE,
+            stdout=self._output,
+            stderr=self._output,
+            pass_fds=(self._write_fd,),
+        )
+        os.close(self._write_fd)  # the child holds the only writing end: recv() sees EOF when it dies
+        pickle.dump(list(sys.path), self._child.stdin)
+        pickle.dump(list(warm_up), self._child.stdin)
+        self._child.stdin.flush()
+
+    def run(self, function: Callable, *args: Any, on_message=None, context: str = "", **kwargs: Any) -> Any:
+        """Run ``function(report, *args, **kwargs)`` in the child (see ``run_isolated``); once per worker."""
+        try:
+            pickle.dump((self._write_fd, function, args, kwargs), self._child.stdin)
+            self._child.stdin.close()
+        except BrokenPipeError:
+            pass  # the child died while warming up: its output says why
+        try:
+            outcome = _receive(self._receiver, on_message)
+            exitcode = self._child.wait()
+        except BaseException:
+            self._kill()
+            raise
+        finally:
+            self.close()
+        self._output.seek(0)
+        text = self._output.read().decode("utf-8", errors="replace")
+        self._output.close()
+        if outcome is None:
+            message = describe_death(exitcode, text)
+            raise UserError(f"{context}: {message}" if context else message)
+        if text.strip():  # a child that succeeded may still have warned (glog ERROR lines): pass that on
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        kind, payload = outcome
+        if kind == "user_error":
+            raise UserError(payload)
+        if kind == "bug":
+            raise IsolatedError(payload)
+        return payload
+
+    def close(self) -> None:
+        """End the child if it still runs (no call given, Ctrl-C, an error): never leave Caffe running."""
+        self._receiver.close()
+        if self._child.stdin and not self._child.stdin.closed:
+            try:
+                self._child.stdin.close()  # EOF: a child still waiting for its call exits by itself
+            except BrokenPipeError:
+                pass
+        if self._child.poll() is None:
+            try:
+                self._child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+
+    def _kill(self) -> None:
+        if self._child.poll() is None:
+            self._child.kill()
+            self._child.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if exc_info[0] is not None:
+            self._kill()
+        self.close()
+        if not self._output.closed:
+            self._output.close()
+
+
 def run_isolated(
     function: Callable,
     *args: Any,
@@ -110,42 +213,17 @@ def run_isolated(
 ) -> Any:
     """Run ``function(report, *args, **kwargs)`` in a child process and return its result.
 
-    ``function`` must be importable by name (a module-level function) and its
-    arguments and result picklable. It may call ``report(message)`` any number
-    of times; the parent passes each message to ``on_message`` as it arrives.
-    If the child dies (a Caffe CHECK, a signal) this raises ``UserError`` with
-    glog's reason in one line, prefixed by ``context`` when given ("while
-    scanning x: ..."); the messages received until then have been delivered.
+    ``function`` must be importable by name (a module-level function of an
+    importable module) and its arguments and result picklable. It may call
+    ``report(message)`` any number of times; the parent passes each message to
+    ``on_message`` as it arrives. If the child dies (a Caffe CHECK, a signal)
+    this raises ``UserError`` with glog's reason in one line, prefixed by
+    ``context`` when given; the messages received until then have been
+    delivered. The child's stdout and stderr are captured (a report printed
+    on stdout stays clean) and passed on to stderr once it has succeeded.
     """
-    spawn = multiprocessing.get_context("spawn")
-    receiver, sender = spawn.Pipe(duplex=False)
-    fd, stderr_path = tempfile.mkstemp(prefix="nanlayers-child-", suffix=".stderr")
-    os.close(fd)
-    outcome = None
-    try:
-        child = spawn.Process(
-            target=_child_main, args=(sender, stderr_path, function, args, kwargs), daemon=True
-        )
-        child.start()
-        sender.close()  # the child holds the only writing end: recv() sees EOF when it dies
-        outcome = _receive(receiver, on_message)
-        child.join()
-        if outcome is None:
-            with open(stderr_path, encoding="utf-8", errors="replace") as f:
-                stderr_text = f.read()
-            message = describe_death(child.exitcode, stderr_text)
-            raise UserError(f"{context}: {message}" if context else message)
-        _replay_stderr(stderr_path)
-    finally:
-        receiver.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(stderr_path)
-    kind, payload = outcome
-    if kind == "user_error":
-        raise UserError(payload)
-    if kind == "bug":
-        raise IsolatedError(payload)
-    return payload
+    with IsolatedWorker() as worker:
+        return worker.run(function, *args, on_message=on_message, context=context, **kwargs)
 
 
 def _receive(receiver, on_message):
@@ -160,11 +238,3 @@ def _receive(receiver, on_message):
                 on_message(payload)
             continue
         return kind, payload
-
-
-def _replay_stderr(stderr_path: str) -> None:
-    """A child that succeeded may still have warned (glog ERROR lines): pass that on."""
-    with open(stderr_path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    if text.strip():
-        sys.stderr.write(text if text.endswith("\n") else text + "\n")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import IsolatedError, caffe_failure, describe_death, run_isolated
+from caffe_nanlayers.isolate import IsolatedError, IsolatedWorker, caffe_failure, describe_death, run_isolated
 
 # The child imports this module by name, so the functions it runs live at module level.
 
@@ -41,6 +44,29 @@ def hdf5_net_with_wrong_dataset_name(report, h5_list):
         f'hdf5_data_param {{ source: "{h5_list}" batch_size: 2 }} }}',
         phase="TRAIN",
     )
+
+
+WARMED = []
+
+
+def warm_up():
+    WARMED.append("warm")
+
+
+def what_was_warmed(report):
+    return list(WARMED)
+
+
+def test_a_worker_warms_up_in_the_child_that_then_takes_the_call():
+    with IsolatedWorker(warm_up=[warm_up]) as worker:
+        assert worker.run(what_was_warmed) == ["warm"]
+    assert WARMED == []  # in the child, not here
+
+
+def test_a_worker_left_without_a_call_ends_its_child():
+    with IsolatedWorker(warm_up=[warm_up]) as worker:
+        child = worker._child
+    assert child.poll() == 0
 
 
 def test_result_and_messages_come_back_in_order():
@@ -103,3 +129,17 @@ def test_describe_death_without_glog_names_the_signal_or_code_and_last_line():
     assert (
         describe_death(3, "oops\nlast words\n") == "Caffe stopped: the process exited with code 3: last words"
     )
+
+
+def test_a_caller_script_without_a_main_guard_is_not_run_again(tmp_path):
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(Path(__file__).parent)!r}]\n"
+        "from test_isolate import echo_twice\n"
+        "from caffe_nanlayers.isolate import run_isolated\n"
+        "print('caller ran')\n"
+        "print(run_isolated(echo_twice, 5))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["caller ran", "10"]

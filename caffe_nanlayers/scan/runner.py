@@ -36,7 +36,7 @@ def run_scan_net(report, net_text: str, phase: str, forwards: int) -> list[int]:
     for done in range(1, forwards + 1):
         net.forward()
         now = time.monotonic()
-        if len(scanner.findings) > sent or now - last_report >= PROGRESS_INTERVAL_S or done == forwards:
+        if done in (1, forwards) or len(scanner.findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
             report(("progress", done, sum(scanner.scanned), scanner.findings[sent:]))
             sent = len(scanner.findings)
             last_report = now

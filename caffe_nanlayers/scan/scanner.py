@@ -13,8 +13,9 @@ import math
 import tempfile
 from pathlib import Path
 
+from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import run_isolated
+from caffe_nanlayers.isolate import IsolatedWorker
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 from caffe_nanlayers.scan.label_ranges import label_ranges
 from caffe_nanlayers.scan.report import BadRecord, ScanReport, SourceSummary
@@ -67,6 +68,12 @@ def scan(
     phase_name = _phase_name(phase)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, not {limit}")
+    # The Caffe child imports pycaffe (about a second) while this process reads and checks the datasets.
+    with IsolatedWorker(warm_up=(import_caffe,)) as worker:
+        return _scan(worker, path, phase_name, limit, python_batches, on_progress)
+
+
+def _scan(worker, path, phase_name, limit, python_batches, on_progress) -> ScanReport:
     resolved = read_net_or_solver(path, which="train" if phase_name == "TRAIN" else "test")
     pb2 = caffe_pb2()
     phase_value = pb2.TRAIN if phase_name == "TRAIN" else pb2.TEST
@@ -114,7 +121,9 @@ def scan(
             ],
         }
         scan_net = build_scan_net(copies, config, pb2)
-        findings, scanned = _run(scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2)
+        findings, scanned = _run(
+            worker, scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2
+        )
         bad = _bad_records(findings, sources)
     summaries = [
         SourceSummary(layer.name, s.kind, s.source, count, s.records)
@@ -124,8 +133,6 @@ def scan(
 
 
 def _check_layer_types_available(layers, path) -> None:
-    from caffe_nanlayers.caffe_net import import_caffe
-
     available = set(import_caffe().layer_type_list())
     for layer in layers:
         kind = "Python" if is_python_data_layer(layer) else layer.type
@@ -134,7 +141,7 @@ def _check_layer_types_available(layers, path) -> None:
             raise UserError(f"{path}: layer {layer.name!r}: this Caffe has no {kind} layer{why}")
 
 
-def _run(scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2):
+def _run(worker, scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2):
     findings: list[dict] = []
     progress = {"forwards": 0}
     known_total = None if None in planned else sum(planned)
@@ -150,7 +157,7 @@ def _run(scan_net, phase_name, forwards, sources, planned, path, on_progress, pb
                 on_progress(forwards_done, forwards, "batches")
 
     try:
-        scanned = run_isolated(
+        scanned = worker.run(
             run_scan_net, net_to_text(scan_net), phase_name, forwards, on_message=receive, context=str(path)
         )
     except UserError as exc:
