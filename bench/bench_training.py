@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -214,7 +215,7 @@ def run(quick: bool = False) -> dict:
         plain.write_text(LENET)
         checked = work / "lenet_instrumented.prototxt"
         instrument(plain, checked)
-        n_checks = checked.read_text().count("CheckFiniteLayer")
+        n_checks = len(re.findall(r'layer:\s*"CheckFiniteLayer"', checked.read_text()))
         runs = {logging: run_worker(logging, plain, checked, work, quick) for logging in ("logged", "quiet")}
     quiet = runs["quiet"]
     reads_share = quiet["check_reads"] / summarize(quiet["per_iter"]["plain"]).median
