@@ -256,7 +256,10 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
         if producer is not None and producer.dump_path:
             saved["dump"] = producer.dump_path
         if producer is None:
-            replay_note = "the replay with the last good weights and the same batch stayed finite"
+            replay_note = (
+                "the replay with the last good weights and the same batch stayed finite: the NaN depends on "
+                "more than those (Dropout's random mask, a stateful Python layer, iter_size > 1)"
+            )
     grad_growth = trend.growth(watch.grad_norms[:-1] if observed else watch.grad_norms)
     loss_growth = trend.growth(losses)
     exploded = [

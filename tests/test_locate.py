@@ -1,0 +1,178 @@
+"""caffe-nan locate on real solvers that go NaN for known reasons, each named with its layer and cause.
+
+Most tests call ``locate`` in this process (pycaffe is loaded once); the
+command-line tests go through the isolated child process the CLI uses.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+from nan_test_layers import python_layer
+
+from caffe_nanlayers.diagnose.locate import LocateOptions, choose_cause, locate
+from caffe_nanlayers.diagnose.locate_cli import main as locate_main
+from caffe_nanlayers.diagnose.replay import Producer
+
+DIAGNOSE = EXAMPLES / "diagnose"
+CHECK_FINITE = EXAMPLES / "check_finite"
+
+
+def run_locate(solver, tmp_path, **kwargs):
+    messages = []
+    verdict = locate(messages.append, LocateOptions(str(solver), str(tmp_path / "out"), **kwargs))
+    return verdict
+
+
+def test_pooling_stride_forward(caffe, tmp_path):
+    verdict = run_locate(CHECK_FINITE / "solver_bad.prototxt", tmp_path)
+    producer = verdict.details["producer"]
+    assert (producer["layer"], producer["type"], producer["direction"]) == ("pool1", "Pooling", "forward")
+    assert producer["stats"]["nan"] > 0
+    assert verdict.iteration == 0
+    assert verdict.cause.id == "pooling_stride"
+    assert "the net's own check check_pool1 fired (forward)" in verdict.details["observed"]
+
+
+def test_backward_only_nan_of_sqrt_at_zero(caffe, tmp_path):
+    verdict = run_locate(CHECK_FINITE / "solver_backward_bad.prototxt", tmp_path)
+    producer = verdict.details["producer"]
+    assert (producer["layer"], producer["type"], producer["direction"]) == ("sqrt1", "Power", "backward")
+    assert producer["blob"] == "gradient of conv1"
+    assert verdict.cause.id == "sparsity"
+
+
+BACKWARD_NAN_NET = (
+    """
+layer { name: "data" type: "DummyData" top: "data" top: "target"
+  dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "gaussian" std: 1 } } }
+layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1"
+  inner_product_param { num_output: 5 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+"""
+    + python_layer(
+        "nan_grad",
+        "BackwardNaNLayer",
+        ["fc1"],
+        ["g"],
+        "{'value': 'inf'}",
+        module="nan_test_layers",
+    )
+    + """
+layer { name: "fc2" type: "InnerProduct" bottom: "g" top: "fc2"
+  inner_product_param { num_output: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "fc2" bottom: "target" top: "loss" }
+"""
+)
+
+
+def test_backward_only_nan_of_the_test_layer(caffe, tmp_path):
+    (tmp_path / "net.prototxt").write_text(BACKWARD_NAN_NET)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(
+        'net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 20\nrandom_seed: 1\n'
+    )
+    verdict = run_locate(solver, tmp_path)
+    producer = verdict.details["producer"]
+    assert (producer["layer"], producer["type"], producer["direction"]) == ("nan_grad", "Python", "backward")
+    assert producer["stats"]["posinf"] == 1
+    assert verdict.iteration == 0
+    assert verdict.details["lr"] == pytest.approx(0.01)
+    assert verdict.cause.id == "layer_arithmetic"
+    assert any(o.startswith("gradients non-finite: fc1[0]") for o in verdict.details["observed"])
+
+
+def test_poly_without_max_iter(caffe, tmp_path):
+    verdict = run_locate(DIAGNOSE / "poly_bad_solver.prototxt", tmp_path, max_iter=5)
+    assert verdict.cause.id == "lr_policy"
+    assert verdict.iteration == 0
+    assert verdict.details["lr"] == "nan"
+    assert verdict.details["producer"] is None  # nothing to replay: forward and backward were finite
+    assert any("weights after the update non-finite" in o for o in verdict.details["observed"])
+
+
+def test_nan_planted_in_the_data(caffe, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    data = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    data[13, 1] = np.inf
+    with h5py.File(tmp_path / "train.h5", "w") as f:
+        f["data"] = data
+        f["target"] = data[:, :1]
+    (tmp_path / "train.txt").write_text(f"{tmp_path / 'train.h5'}\n")
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "data" type: "HDF5Data" top: "data" top: "target"\n'
+        f'  hdf5_data_param {{ source: "{tmp_path / "train.txt"}" batch_size: 2 }} }}\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"\n'
+        '  inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }\n'
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "target" top: "loss" }\n'
+    )
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 9\n')
+    verdict = run_locate(solver, tmp_path)
+    producer = verdict.details["producer"]
+    assert (producer["layer"], producer["type"], producer["direction"]) == ("data", "HDF5Data", "forward")
+    assert producer["blob"] == "top data"
+    assert producer["stats"]["posinf"] == 1
+    assert verdict.iteration == 6
+    assert verdict.cause.id == "bad_input"
+
+
+def test_a_healthy_run_is_clean(caffe, tmp_path):
+    verdict = run_locate(DIAGNOSE / "regression_solver.prototxt", tmp_path, max_iter=20)
+    assert not verdict.nan_found and verdict.exit_code == 0
+    assert verdict.details["iterations_run"] == 20
+
+
+def test_cli_explosion_keeps_the_last_good_weights(caffe, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = locate_main([str(DIAGNOSE / "explode_bad_solver.prototxt"), "--out", str(out), "--json"])
+    assert code == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["cause"]["id"] == "gradient_explosion"
+    assert report["norms"]["gradient_growth"] > 100
+    assert report["norms"]["exploded_params"]
+    assert json.loads((out / "report.json").read_text()) == report
+    weights = report["saved"]["weights"]
+    assert weights.endswith(f"last_good_iter{report['iteration']}.caffemodel")
+    net = caffe.Net(str(DIAGNOSE / "explode_bad.prototxt"), weights, caffe.TRAIN)
+    assert all(np.isfinite(blob.data).all() for blobs in net.params.values() for blob in blobs)
+    assert np.abs(net.params["fc1"][0].data).max() > 1.0  # trained weights, not the fillers' draw
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([str(DIAGNOSE / "explode_bad.prototxt")], "this is a net, locate needs a solver"),
+        (["nope.prototxt"], "nope.prototxt: no such file"),
+        ([str(DIAGNOSE / "poly_bad_solver.prototxt"), "--max-iter", "0"], "must be > 0"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(argv, message, capsys, tmp_path):
+    assert locate_main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _producer(layer_type, has_bottoms=True):
+    return Producer("x", layer_type, "forward", "top x", None, None, has_bottoms)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((float("nan"), None, None, None, 3), "lr_policy"),
+        ((0.1, 1e6, None, _producer("Pooling"), 9), "gradient_explosion"),
+        ((0.1, 2.0, 1.5, _producer("Pooling"), 9), "pooling_stride"),
+        ((0.1, None, None, _producer("BatchNorm"), 9), "batchnorm"),
+        ((0.1, None, None, _producer("Log"), 9), "loss_layer"),
+        ((0.1, None, None, _producer("HDF5Data", False), 9), "bad_input"),
+        ((0.1, None, None, _producer("InnerProduct"), 0), "fillers"),
+        ((0.1, None, None, None, 0), "initialization"),
+        ((0.1, None, None, None, 5), "bad_input"),
+    ],
+)
+def test_choose_cause(args, expected):
+    assert choose_cause(*args) == expected
