@@ -49,4 +49,6 @@ def _train(solver_path: str, iterations: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3 or not sys.argv[2].isdigit():
+        sys.exit("usage: python -m caffe_nanlayers.diagnose.train_log SOLVER ITERATIONS 2> train.log")
     _train(sys.argv[1], int(sys.argv[2]))
