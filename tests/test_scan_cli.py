@@ -278,3 +278,61 @@ def test_script_runs_the_same_command_with_text_output(caffe, workdir):
     assert lines[0].startswith("db: key '00000004': top 'data': 1 NaN, 0 +Inf, 0 -Inf")
     assert lines[-1] == "1 bad record in 5 scanned"
     assert "100% 5/5 records" in result.stderr  # plain progress lines when stderr is no terminal
+
+
+PYTHON_DATA_LAYER = '''
+import caffe
+import numpy as np
+
+
+class Batches(caffe.Layer):
+    """Three items per batch, counting up; batch 1 item 2 holds a NaN."""
+
+    def setup(self, bottom, top):
+        self.batch = 0
+
+    def reshape(self, bottom, top):
+        top[0].reshape(3, 2)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.batch
+        if self.batch == 1:
+            top[0].data[2, 1] = np.nan
+        self.batch += 1
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+'''
+
+
+def test_python_data_layer_is_scanned_batch_by_batch(caffe, workdir, capsys, monkeypatch):
+    (workdir / "my_batches.py").write_text(PYTHON_DATA_LAYER)
+    monkeypatch.syspath_prepend(str(workdir))  # the Caffe child takes this process's sys.path
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "py" type: "Python" top: "data"\n'
+        '  python_param { module: "my_batches" layer: "Batches" } }\n'
+    )
+
+    code, report, _ = run_scan(capsys, "net.prototxt", "--python-batches", "3")
+
+    assert code == 1
+    assert report["records_scanned"] == 9
+    (bad,) = report["bad"]
+    assert (bad["batch"], bad["item"], bad["nan"], bad["min"], bad["max"]) == (1, 2, 1, 1.0, 1.0)
+    assert any("scanned batch by batch" in note for note in report["notes"])
+
+
+def test_image_data_needs_a_caffe_built_with_it(caffe, workdir, capsys):
+    if "ImageData" in caffe.layer_type_list():
+        pytest.skip("this Caffe has ImageData (built with OpenCV): the message is for those without")
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "img" type: "ImageData" top: "data" top: "label"\n'
+        '  image_data_param { source: "list.txt" batch_size: 2 } }\n'
+    )
+
+    code, _, err = run_scan(capsys, "net.prototxt")
+
+    assert code == 2
+    assert err.strip().endswith(
+        "layer 'img': this Caffe has no ImageData layer (Caffe builds it only with OpenCV)"
+    )
