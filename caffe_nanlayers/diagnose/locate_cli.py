@@ -7,9 +7,11 @@ Exit codes: 0 no NaN within the iterations run, 1 a NaN found and diagnosed,
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.locate import DEFAULT_MAX_ITER, LocateOptions, locate
+from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.isolate import run_isolated
 
 
@@ -51,6 +53,8 @@ def _parser(prog: str) -> Parser:
 
 def main(argv: list[str] | None = None, prog: str = "caffe-nan locate") -> int:
     def body(args) -> int:
+        if not Path(args.solver).is_file():  # said at once, without starting Caffe
+            raise UserError(f"{args.solver}: no such file")
         options = LocateOptions(
             solver=args.solver, out_dir=args.out, weights=args.weights, max_iter=args.max_iter
         )
