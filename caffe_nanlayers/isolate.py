@@ -46,6 +46,10 @@ class IsolatedError(RuntimeError):
     """A bug (not a user mistake) in the function run in the child; carries its traceback."""
 
 
+class CaffeStopped(UserError):
+    """The child died before answering (a Caffe CHECK, a signal): one line that says why."""
+
+
 class _Reporter:
     """What the child's function gets to send messages to the parent while it runs."""
 
@@ -163,7 +167,7 @@ class IsolatedWorker:
         self._output.close()
         if outcome is None:
             message = describe_death(exitcode, text)
-            raise UserError(f"{context}: {message}" if context else message)
+            raise CaffeStopped(f"{context}: {message}" if context else message)
         if text.strip():  # a child that succeeded may still have warned (glog ERROR lines): pass that on
             sys.stderr.write(text if text.endswith("\n") else text + "\n")
         kind, payload = outcome
@@ -217,7 +221,7 @@ def run_isolated(
     importable module) and its arguments and result picklable. It may call
     ``report(message)`` any number of times; the parent passes each message to
     ``on_message`` as it arrives. If the child dies (a Caffe CHECK, a signal)
-    this raises ``UserError`` with glog's reason in one line, prefixed by
+    this raises ``CaffeStopped`` (a ``UserError``) with glog's reason in one line, prefixed by
     ``context`` when given; the messages received until then have been
     delivered. The child's stdout and stderr are captured (a report printed
     on stdout stays clean) and passed on to stderr once it has succeeded.

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import IsolatedError, IsolatedWorker, caffe_failure, describe_death, run_isolated
+from caffe_nanlayers.isolate import (
+    CaffeStopped,
+    IsolatedError,
+    IsolatedWorker,
+    caffe_failure,
+    describe_death,
+    run_isolated,
+)
 
 # The child imports this module by name, so the functions it runs live at module level.
 
@@ -88,7 +95,7 @@ def test_a_bug_in_the_child_carries_its_traceback():
 
 def test_death_by_signal_is_a_one_line_user_error_after_the_messages():
     messages = []
-    with pytest.raises(UserError) as info:
+    with pytest.raises(CaffeStopped) as info:
         run_isolated(abort_after_a_message, on_message=messages.append, context="x.prototxt")
     assert messages == ["before"]
     assert str(info.value) == "x.prototxt: Caffe stopped: the process killed by SIGABRT"

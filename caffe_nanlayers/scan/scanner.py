@@ -15,7 +15,7 @@ from pathlib import Path
 
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import IsolatedWorker
+from caffe_nanlayers.isolate import CaffeStopped, IsolatedWorker
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 from caffe_nanlayers.scan.label_ranges import label_ranges
 from caffe_nanlayers.scan.report import BadRecord, ScanReport, SourceSummary
@@ -160,11 +160,9 @@ def _run(worker, scan_net, phase_name, forwards, sources, planned, path, on_prog
         scanned = worker.run(
             run_scan_net, net_to_text(scan_net), phase_name, forwards, on_message=receive, context=str(path)
         )
-    except UserError as exc:
-        if "Caffe stopped" not in str(exc):
-            raise
+    except CaffeStopped as exc:
         explanation = _explain_abort(sources, progress["forwards"], pb2)
-        raise UserError(f"{exc}; {explanation}" if explanation else str(exc)) from None
+        raise CaffeStopped(f"{exc}; {explanation}" if explanation else str(exc)) from None
     return findings, scanned
 
 
