@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from caffe_nanlayers.diagnose.caffe_log import parse_log
 from caffe_nanlayers.diagnose.cli_common import Parser, run
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
                 log,
                 args.plot,
                 verdict.iteration,
-                title=f"{args.log}: {verdict.cause.id if verdict.cause else 'no NaN'}",
+                title=f"{Path(args.log).name}: {verdict.cause.id if verdict.cause else 'no NaN'}",
             )
             verdict.details["plot"] = args.plot
         print(verdict.to_json() if args.format == "json" else verdict.to_text())
