@@ -188,9 +188,12 @@ def run_worker(logging: str, plain: Path, checked: Path, work: Path, quick: bool
         "--workdir",
         str(work / logging),
         "--repeats",
-        "5" if quick else "15",
+        # Short blocks, many repeats: the two halves of each paired ratio run
+        # within a few hundred ms of each other, so load from other jobs
+        # mostly hits both.
+        "9" if quick else "45",
         "--iters",
-        "5" if quick else "10",
+        "2",
         "--warmup",
         "3" if quick else "10",
     ]
