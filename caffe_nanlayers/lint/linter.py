@@ -178,8 +178,14 @@ class Linter:
         for rule in self.rules:
             if rule.scope != scope:
                 continue
-            for problem in rule.check(ctx):
-                found.append(self._finding(rule, problem, path))
+            try:
+                for problem in rule.check(ctx):
+                    found.append(self._finding(rule, problem, path))
+            except Exception as exc:  # a bug in one rule must not hide the others' findings
+                why = f"{type(exc).__name__}: {exc}"
+                self.report.errors.append(
+                    f"{path}:1:1: internal error in rule {rule.code} ({why}); please report it"
+                )
         return found
 
     @staticmethod

@@ -8,6 +8,7 @@ value (or its children, for a message) and the line and column of its name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -62,6 +63,18 @@ class Node:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return default
         return value
+
+    def integers(self, name: str) -> list[int]:
+        """The integral values of the repeated child ``name`` (junk like inf or 2.5 is left out)."""
+        out = []
+        for c in self.all(name):
+            v = c.value
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+                continue
+            out.append(int(v))
+        return out
 
     def walk(self):
         """This node and every node below it, depth first, in file order."""

@@ -204,12 +204,12 @@ def _layer_from_node(node: Node, index: int) -> Layer:
 def _inputs(node: Node) -> list[NetInput]:
     names = [n for n in node.all("input") if isinstance(n.value, str)]
     shapes = node.all("input_shape")
-    dims = [int(n.value) for n in node.all("input_dim") if isinstance(n.value, (int, float))]
+    dims = node.integers("input_dim")
     inputs = []
     for i, name_node in enumerate(names):
         shape = None
         if i < len(shapes):
-            shape = tuple(int(d.value) for d in shapes[i].all("dim") if isinstance(d.value, (int, float)))
+            shape = tuple(shapes[i].integers("dim"))
         elif len(dims) >= 4 * (i + 1):
             shape = tuple(dims[4 * i : 4 * i + 4])
         inputs.append(NetInput(name_node, name_node.value, shape))

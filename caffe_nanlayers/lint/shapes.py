@@ -48,8 +48,8 @@ SAME_SHAPE_LAYERS = {
 
 
 def _int(node: Node | None, name: str, default: int | None = None) -> int | None:
-    value = node.number(name) if node is not None else None
-    return int(value) if value is not None and math.isfinite(value) else default
+    values = node.integers(name) if node is not None else []
+    return values[-1] if values else default
 
 
 def _hw(param: Node | None, single: str, h: str, w: str, default: int | None) -> tuple:
@@ -58,7 +58,7 @@ def _hw(param: Node | None, single: str, h: str, w: str, default: int | None) ->
         return default, default
     if param.get(h) is not None or param.get(w) is not None:
         return _int(param, h, default), _int(param, w, default)
-    values = [int(n.value) for n in param.all(single) if isinstance(n.value, (int, float))]
+    values = param.integers(single)
     if not values:
         return default, default
     return values[0], values[-1] if len(values) > 1 else values[0]
@@ -149,7 +149,7 @@ def _data_shape(layer: Layer) -> Shape | None:
 
 
 def _blob_shape(node: Node) -> Shape:
-    return tuple(int(d.value) for d in node.all("dim") if isinstance(d.value, (int, float)))
+    return tuple(node.integers("dim"))
 
 
 def _source_shapes(layer: Layer, overrides: dict[str, Shape]) -> list[Shape | None]:

@@ -40,7 +40,7 @@ def schedule(root: Node) -> Schedule:
         gamma=float(root.number("gamma", 0.0)),
         power=float(root.number("power", 0.0)),
         stepsize=_int(root, "stepsize"),
-        stepvalues=[int(n.value) for n in root.all("stepvalue") if isinstance(n.value, int)],
+        stepvalues=root.integers("stepvalue"),
         max_iter=_int(root, "max_iter"),
     )
 

@@ -52,10 +52,12 @@ _AXES = ("row", "column")
 def _empty_indices(g: PoolingGeometry, axis: int, size: int) -> list[tuple[int, int]]:
     """(output index, AVE extent) of the windows along ``axis`` that cover no input."""
     empty = []
-    for index in range(g.output_size(axis, size)):
+    # Windows move forward with the index: only a tail of them can be empty, so walk back from the last.
+    for index in range(g.output_size(axis, size) - 1, -1, -1):
         start, end, extent = g.window(axis, index, size)
-        if end <= start:
-            empty.append((index, extent))
+        if end > start:
+            break
+        empty.insert(0, (index, extent))
     return empty
 
 
