@@ -9,7 +9,7 @@ and ``cli``.
 
     from caffe_nanlayers.lint import lint_paths, lint_text
     report = lint_text('base_lr: 0.01 lr_policy: "poly" power: 1')
-    [f.code for f in report.findings]   # ['NAN202', 'NAN203']
+    [f.code for f in report.findings]   # ['NAN203', 'NAN202']
 """
 
 from caffe_nanlayers.lint.linter import Options, Report, lint_paths, lint_text

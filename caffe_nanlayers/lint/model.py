@@ -82,10 +82,6 @@ class Node:
         for c in self.children or ():
             yield from c.walk()
 
-    def describe_value(self) -> str:
-        """The value as it was written, for messages."""
-        return "{ ... }" if self.is_message else self.raw
-
 
 @dataclass
 class Comment:

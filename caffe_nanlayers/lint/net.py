@@ -151,10 +151,6 @@ class Net:
     inputs: list[NetInput] = field(default_factory=list)
 
     @property
-    def uses_v1(self) -> bool:
-        return any(layer.v1 for layer in self.layers)
-
-    @property
     def is_training_net(self) -> bool:
         """Has a loss: it is trained (deploy nets, with no loss, get weights from a .caffemodel)."""
         return any(layer.is_loss for layer in self.layers)

@@ -197,6 +197,3 @@ def parse_file(path: str) -> Document:
         ) from None
     return parse_text(text, path)
 
-
-# Kept for callers that want the value kinds without importing the model.
-__all__ = ["IDENTIFIER", "NUMBER", "STRING", "PrototxtSyntaxError", "parse_file", "parse_text"]
