@@ -196,4 +196,3 @@ def parse_file(path: str) -> Document:
             path, line, col, f"expected UTF-8 text, found byte 0x{data[exc.start]:02x}"
         ) from None
     return parse_text(text, path)
-
