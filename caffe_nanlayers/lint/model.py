@@ -18,6 +18,10 @@ Scalar = Union[str, int, float, bool]
 # (enum values, true/false, inf/nan).
 STRING, NUMBER, IDENTIFIER = "string", "number", "identifier"
 
+# The spellings protobuf's text-format parser accepts for a bool field.
+_TRUE_WORDS = ("true", "True", "t", 1)
+_FALSE_WORDS = ("false", "False", "f", 0)
+
 
 @dataclass
 class Node:
@@ -56,6 +60,19 @@ class Node:
         if node is None or node.is_message:
             return default
         return node.value
+
+    def flag(self, name: str, default: bool | None = None) -> bool | None:
+        """A boolean child read as protobuf's text format does (true/True/t/1, false/False/f/0).
+
+        Booleans are kept as the identifiers they were written as, so comparing
+        ``scalar()`` with True or False is always wrong: use this.
+        """
+        value = self.scalar(name)
+        if value in _TRUE_WORDS:
+            return True
+        if value in _FALSE_WORDS:
+            return False
+        return default
 
     def number(self, name: str, default: float | None = None) -> float | None:
         """A numeric child as a float; ``default`` when absent or not a number."""

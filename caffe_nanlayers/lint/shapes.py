@@ -89,7 +89,7 @@ class PoolingGeometry:
             kernel=_hw(p, "kernel_size", "kernel_h", "kernel_w", None),
             stride=(stride[0] or 1, stride[1] or 1),
             pad=(pad[0] or 0, pad[1] or 0),
-            global_pooling=bool(p is not None and p.scalar("global_pooling") is True),
+            global_pooling=bool(p is not None and p.flag("global_pooling")),
             ceil=ceil,
         )
 

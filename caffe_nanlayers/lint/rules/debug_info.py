@@ -32,6 +32,6 @@ SUMMARY = "debug_info left on: per-blob norms logged every iteration."
 
 def check(ctx):
     node = ctx.document.root.get("debug_info")
-    if node is not None and node.value in (True, "true", "True", "t", 1):
+    if node is not None and ctx.document.root.flag("debug_info"):
         message = "debug_info is on: Caffe logs every blob's norms at every iteration"
         yield Problem(node, message, at_value=True)
