@@ -31,12 +31,14 @@ PINNED = {
     ],
     "train_val_bad.prototxt": [
         (16, 3, "NAN102", "warning"),
+        (16, 3, "NAN103", "info"),
         (26, 27, "NAN107", "error"),
+        (46, 3, "NAN103", "info"),
         (48, 5, "NAN104", "warning"),
         (56, 34, "NAN112", "error"),
         (59, 9, "NAN109", "warning"),
-        (77, 3, "NAN105", "warning"),
-        (78, 11, "NAN110", "error"),
+        (78, 3, "NAN105", "warning"),
+        (79, 11, "NAN110", "error"),
     ],
 }
 

@@ -207,8 +207,31 @@ def test_net_without_any_filler_or_solver_is_taken_as_pretrained():
     assert codes_for(solver, "NAN102") == ["NAN102"]
 
 
-def test_opt_in_rule_needs_its_exact_code():
-    text = RULES["NAN103"].doc.split("FAIL::")[1]
-    assert "NAN103" not in [f.code for f in lint_text(text).findings]
-    assert "NAN103" not in [f.code for f in lint_text(text, options=Options(select=["NAN1"])).findings]
-    assert "NAN103" in [f.code for f in lint_text(text, options=Options(select=["NAN103"])).findings]
+TWO_FC = """
+layer { name: "fc1" type: "InnerProduct" bottom: "x" top: "fc1"
+        inner_product_param { num_output: 4 weight_filler { type: "xavier" } FILLER1 } }
+layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } FILLER2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
+"""
+
+
+def bias_findings(filler1: str, filler2: str) -> list[str]:
+    text = TWO_FC.replace("FILLER1", filler1).replace("FILLER2", filler2)
+    return [f.message.split("'")[1] for f in lint_text(text).findings if f.code == "NAN103"]
+
+
+def test_missing_bias_filler_only_where_the_net_states_others():
+    # No layer states a bias filler: Caffe's zero default is relied on, deliberately.
+    assert bias_findings("", "") == []
+    # One layer states it: the other one was forgotten.
+    assert bias_findings('bias_filler { type: "constant" value: 0.1 }', "") == ["fc2"]
+    # A layer without a bias needs no bias filler, however it spells false.
+    for false in ("false", "False", "f", "0"):
+        assert bias_findings('bias_filler { type: "constant" }', f"bias_term: {false}") == []
+
+
+def test_booleans_are_read_as_protobuf_spells_them():
+    root = parse_text("a: true b: t c: 1 d: false e: False f: 0 g: maybe").root
+    assert [root.flag(n) for n in "abcdefg"] == [True, True, True, False, False, False, None]
+    assert root.flag("absent", default=True) is True

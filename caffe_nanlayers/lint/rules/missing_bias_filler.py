@@ -1,26 +1,35 @@
-"""A layer with a bias term and no ``bias_filler`` (opt-in: Caffe's zero default is usually right).
+"""A trained layer with a bias and no ``bias_filler``, in a net whose other layers state theirs.
 
-Without ``bias_filler`` Caffe fills the bias with constant 0. That is the
-usual choice and is harmless on its own, so this rule is off by default. It
-is worth enabling when a team's convention is to state every filler, or for
-nets whose ReLUs die at start (a small positive bias, e.g. 0.1, keeps them
-alive, as AlexNet does). It is skipped where ``bias_term: false``.
+Without ``bias_filler`` Caffe fills the bias with constant 0. On its own that
+is a sound default, so a net that states no bias filler anywhere is taken to
+rely on it and is not reported. But when the other layers of a trained net
+give a ``bias_filler`` and one does not, it was most likely forgotten when
+the layer was copied or added: that layer starts differently from what the
+author wrote everywhere else (e.g. no small positive bias before a ReLU, as
+AlexNet uses to keep units alive). Skipped where ``bias_term: false`` and for
+frozen biases (``lr_mult: 0``).
 
-Fix: add ``bias_filler { type: "constant" value: 0 }`` (to say so) or a small
-positive value before ReLUs.
+Fix: add the same ``bias_filler`` as the other layers, or
+``bias_filler { type: "constant" value: 0 }`` to say that 0 is meant.
 
 PASS::
 
-    layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+    layer { name: "fc1" type: "InnerProduct" bottom: "x" top: "fc1"
+            inner_product_param { num_output: 10 weight_filler { type: "xavier" }
+                                  bias_filler { type: "constant" value: 0.1 } } }
+    layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
             inner_product_param { num_output: 10 weight_filler { type: "xavier" }
                                   bias_filler { type: "constant" value: 0 } } }
-    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
 
 FAIL::
 
-    layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+    layer { name: "fc1" type: "InnerProduct" bottom: "x" top: "fc1"
+            inner_product_param { num_output: 10 weight_filler { type: "xavier" }
+                                  bias_filler { type: "constant" value: 0.1 } } }
+    layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
             inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
-    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
 """
 
 from caffe_nanlayers.lint.context import Problem
@@ -30,19 +39,24 @@ CODE = "NAN103"
 NAME = "missing-bias-filler"
 SEVERITY = "info"
 SCOPE = "net"
-DEFAULT = False
-SUMMARY = "Layer with a bias and no bias_filler (bias starts at 0); off by default."
+DEFAULT = True
+SUMMARY = "Layer with a bias and no bias_filler where the net's other layers state one (forgotten?)."
 
 
 def check(ctx):
     if not ctx.net.is_training_net:
         return
-    for layer, param in weighted_layers(ctx.net):
-        if param is not None and (param.scalar("bias_term") is False or param.get("bias_filler") is not None):
+    layers = list(weighted_layers(ctx.net))
+    stated = [layer for layer, param in layers if param is not None and param.get("bias_filler") is not None]
+    if not stated:
+        return  # the net relies on Caffe's zero bias everywhere: a deliberate default
+    example = f" (as '{stated[0].name}' does)"
+    for layer, param in layers:
+        if param is not None and (param.flag("bias_term") is False or param.get("bias_filler") is not None):
             continue
         if frozen(layer, 1):
             continue
         yield Problem(
             param or layer.node,
-            f"{layer.type} '{layer.name}' has a bias and no bias_filler: the bias starts at constant 0",
+            f"{layer.type} '{layer.name}' has a bias and no bias_filler{example}: it starts at constant 0",
         )
