@@ -9,6 +9,9 @@ train side by side, their timed blocks interleaved:
 - plain: the net as written;
 - instrumented: the net exactly as ``caffe-nan instrument`` writes it (an
   in-place CheckFiniteLayer after every layer, forward and backward);
+- python_noop: the instrumented net with every check replaced by a Python
+  layer that does nothing (``noop_layer.py``): the share of the overhead
+  that is Caffe calling into Python at all;
 - debug_info: the plain net with ``debug_info: true`` and ``display: 1`` in
   the solver, Caffe's own tool (the solver enables it only on display
   iterations, so it needs ``display: 1`` to watch every step as the checks do).
@@ -115,6 +118,19 @@ def instrument(net_path: Path, out_path: Path) -> None:
         raise RuntimeError(f"caffe-nan instrument failed ({proc.returncode}): {proc.stderr.strip()}")
 
 
+def noop_net(checked_text: str, n_checks: int) -> str:
+    """The instrumented net with each CheckFiniteLayer swapped for ``noop_layer.NoopLayer``."""
+    text, swapped = re.subn(
+        r'module:\s*"caffe_nanlayers\.layers"(\s*)layer:\s*"CheckFiniteLayer"',
+        r'module: "noop_layer"\1layer: "NoopLayer"',
+        checked_text,
+    )
+    text = re.sub(r'(layer: "NoopLayer"\s*)param_str:\s*"(?:[^"\\]|\\.)*"', r"\1", text)
+    if swapped != n_checks:
+        raise RuntimeError(f"expected {n_checks} checks to swap for no-op layers, swapped {swapped}")
+    return text
+
+
 def worker(args) -> int:
     """Time the three solvers in this process (its glog set-up came from the parent)."""
     sys.path.insert(0, str(BENCH_DIR))
@@ -126,11 +142,13 @@ def worker(args) -> int:
     work = Path(args.workdir)
     plain = Path(args.plain).read_text()
     checked = Path(args.instrumented).read_text()
+    noop = Path(args.noop).read_text()
     quiet_solver = SOLVER + "display: 0\n"
     debug_solver = SOLVER + "display: 1\ndebug_info: true\n"
     solvers = {
         "plain": solver_from_text(quiet_solver, plain, work / "plain"),
         "instrumented": solver_from_text(quiet_solver, checked, work / "instrumented"),
+        "python_noop": solver_from_text(quiet_solver, noop, work / "python_noop"),
         "debug_info": solver_from_text(debug_solver, plain, work / "debug_info"),
     }
     for solver in solvers.values():
@@ -173,9 +191,10 @@ def _check_reads(solver) -> float:
     return sorted(times["reads"])[len(times["reads"]) // 2]
 
 
-def run_worker(logging: str, plain: Path, checked: Path, work: Path, quick: bool) -> dict:
+def run_worker(logging: str, plain: Path, checked: Path, noop: Path, work: Path, quick: bool) -> dict:
     env = dict(os.environ, **LOGGING[logging])
-    env.setdefault("PYTHONPATH", "")
+    # Caffe imports the no-op layer's module by name.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
     log_path = work / f"{logging}.log"
     cmd = [
         sys.executable,
@@ -185,15 +204,17 @@ def run_worker(logging: str, plain: Path, checked: Path, work: Path, quick: bool
         str(plain),
         "--instrumented",
         str(checked),
+        "--noop",
+        str(noop),
         "--workdir",
         str(work / logging),
         "--repeats",
-        # Short blocks, many repeats: the two halves of each paired ratio run
-        # within a few hundred ms of each other, so load from other jobs
-        # mostly hits both.
-        "9" if quick else "45",
+        # One step per block, many repeats: the halves of each paired ratio
+        # run within ~0.1 s of each other, so load from other jobs mostly
+        # hits both, and 200 ratios pin the median down to about 1%.
+        "15" if quick else "201",
         "--iters",
-        "2",
+        "1",
         "--warmup",
         "3" if quick else "10",
     ]
@@ -219,7 +240,11 @@ def run(quick: bool = False) -> dict:
         checked = work / "lenet_instrumented.prototxt"
         instrument(plain, checked)
         n_checks = len(re.findall(r'layer:\s*"CheckFiniteLayer"', checked.read_text()))
-        runs = {logging: run_worker(logging, plain, checked, work, quick) for logging in ("logged", "quiet")}
+        noop = work / "lenet_python_noop.prototxt"
+        noop.write_text(noop_net(checked.read_text(), n_checks))
+        runs = {
+            logging: run_worker(logging, plain, checked, noop, work, quick) for logging in ("logged", "quiet")
+        }
     quiet = runs["quiet"]
     reads_share = quiet["check_reads"] / summarize(quiet["per_iter"]["plain"]).median
     rows = []
@@ -233,6 +258,7 @@ def run(quick: bool = False) -> dict:
                 fmt_seconds(summarize(base).median),
                 fmt_seconds(summarize(t["instrumented"]).median),
                 overhead.fmt(digits=3),
+                ratios(t["python_noop"], base).fmt(digits=3),
                 fmt_seconds(summarize(t["debug_info"]).median),
                 ratios(t["debug_info"], base).fmt(digits=3),
                 "met" if overhead.median <= TARGET else "MISSED",
@@ -246,6 +272,7 @@ def run(quick: bool = False) -> dict:
             "plain / iter",
             "instrumented / iter",
             "instrumented vs plain",
+            "no-op Python layers vs plain",
             "debug_info / iter",
             "debug_info vs plain",
             f"target (instrumented <= {TARGET}x)",
@@ -260,8 +287,9 @@ def run(quick: bool = False) -> dict:
             f"{runs['logged']['per_layer_debug_lines']} per-layer debug_info lines.",
             f"Of the instrumented net's extra time, the checks' own reads of the blobs (all_finite on every "
             f"checked data and diff, timed alone) take {fmt_seconds(quiet['check_reads'])} per iteration, "
-            f"{reads_share:.1%} of a plain step; the rest is Caffe calling {n_checks} Python layers "
-            "(reshape, forward, backward) per iteration.",
+            f"{reads_share:.1%} of a plain step. The no-op column is what {n_checks} Python layers cost "
+            "when they do nothing (Caffe calling reshape, forward and backward); what is left is the "
+            "layers' own Python bookkeeping and their reads missing cache in the middle of a step.",
             f"Times per iteration, median of {repeats} interleaved repeats; ratios are medians of per-repeat "
             "ratios, min-max in brackets.",
         ]
@@ -282,7 +310,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repeats")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for option in ("--plain", "--instrumented", "--workdir"):
+    for option in ("--plain", "--instrumented", "--noop", "--workdir"):
         parser.add_argument(option, help=argparse.SUPPRESS)
     for option in ("--repeats", "--iters", "--warmup"):
         parser.add_argument(option, type=int, help=argparse.SUPPRESS)
