@@ -43,7 +43,8 @@ CATALOGUE: dict[str, Cause] = {
             "magnitude over the iterations until float32 overflowed to Inf and then NaN.",
             "Lower base_lr by at least 10x; or clip: clip_gradients in the solver, or a GradientClipLayer; "
             "with several losses, lower the loss_weight of the one that grows; add BatchNorm or a "
-            "warm-up if the net is deep.",
+            "warm-up if the net is deep; if the weights start too wide (gaussian without std), fix the "
+            "fillers too (lint-prototxt).",
         ),
         Cause(
             "bad_input",
@@ -59,9 +60,21 @@ CATALOGUE: dict[str, Cause] = {
             "a loss layer divides by zero or takes log(0)",
             "Log, MultinomialLogisticLoss and InfogainLoss take log(p) of their input and divide by p in "
             "backward: a probability of exactly 0 (a Softmax that saturated, or a hand-built "
-            "probability) gives -log(0) = Inf and a gradient of 1/0.",
+            "probability) gives -log(0) = Inf and a gradient of 1/0. The two loss layers clamp p at "
+            "1e-20, so fed raw scores (any score <= 0) they send back gradients of about 1e20 and the "
+            "next updates overflow the weights.",
             "Use SoftmaxWithLoss instead of Softmax + MultinomialLogisticLoss (it is computed stably); "
-            "clamp probabilities away from 0; check that every label is in [0, num_classes).",
+            "put a Softmax before InfogainLoss; clamp probabilities away from 0; check that every "
+            "label is in [0, num_classes).",
+        ),
+        Cause(
+            "log0",
+            "log(0) in a hand-written cross-entropy",
+            "A custom or Python loss computes -log(p[label]) (and its gradient -1/p) without clamping p: "
+            "a Softmax whose scores are about 88 apart underflows to exactly 0, so the loss is "
+            "-log(0) = +Inf and the gradient -1/0 = -Inf.",
+            "Compute the loss from the scores with log-sum-exp (SoftmaxWithLoss does), or clamp p to "
+            "at least 1e-20 before the log and in the division of the backward pass.",
         ),
         Cause(
             "pooling_stride",

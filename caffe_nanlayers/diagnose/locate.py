@@ -9,8 +9,10 @@ gradient, or weights after the update) training stops, the copy is saved as
 a ``.caffemodel``, and, if forward or backward went bad, the iteration is
 replayed with those weights and the same batch through an instrumented net
 (``replay``) to name the producing layer. The cause is then picked from the
-catalogue using what was watched: lr first, then the growth of the
-gradient norms and the loss, then the producer's layer type.
+catalogue using what was watched: lr first, then a loss layer that sent back
+a gradient far larger than its loss (a division by a probability clamped near
+0), then the growth of the gradient norms and the loss, then the producer's
+layer type (a Python loss that made an infinity: log(0)).
 
 This runs in a child process (``isolate``): a Caffe CHECK that fails while
 building or stepping the user's net becomes a one-line error.
@@ -36,6 +38,10 @@ from caffe_nanlayers.lint.lr_schedule import Schedule
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 
 DEFAULT_MAX_ITER = 1000
+# A loss sends back a gradient about as large as the loss itself (SoftmaxWithLoss: at most 1;
+# EuclideanLoss: about its square root). One a million times larger is a loss dividing by an
+# input clamped near 0: MultinomialLogisticLoss and InfogainLoss send 1e20 / batch for p <= 1e-20.
+LOSS_GRADIENT_RATIO = 1e6
 
 
 @dataclasses.dataclass
@@ -101,6 +107,38 @@ class _Watch:
         self.grad_norms: list[float] = []
         self.first_norms: dict[str, float] = {}
         self.last_norms: dict[str, float] = {}
+        self.loss_layers = self._loss_layers(names, weights)
+        self.loss_spike: dict | None = None  # the first gradient a loss sent back far beyond its loss
+        self.iteration = 0  # the solver's iteration being stepped, set by the loop
+
+    def _loss_layers(self, names, weights) -> dict[str, tuple[str, list[str], list[tuple[str, float]]]]:
+        """name -> (type, bottom blobs, [(loss top, loss weight)]) of the layers that make a loss."""
+        layers = {}
+        for i, layer in enumerate(self.net.layers):
+            tops = [(names[t], weights[t]) for t in self.net._top_ids(i) if weights[t] != 0]
+            if tops:
+                bottoms = [names[b] for b in self.net._bottom_ids(i)]
+                layers[self.net._layer_names[i]] = (layer.type, bottoms, tops)
+        return layers
+
+    def _watch_loss_gradients(self):
+        for name, (layer_type, bottoms, tops) in self.loss_layers.items():
+            loss = sum(abs(w * float(np.sum(self.net.blobs[t].data))) for t, w in tops)
+            for bottom in bottoms:
+                diff = self.net.blobs[bottom].diff
+                if diff.size == 0 or not all_finite(diff):
+                    continue
+                largest = max(float(diff.max()), -float(diff.min()))
+                if largest > LOSS_GRADIENT_RATIO * max(1.0, loss):
+                    self.loss_spike = {
+                        "layer": name,
+                        "type": layer_type,
+                        "bottom": bottom,
+                        "gradient": largest,
+                        "loss": loss,
+                        "iteration": self.iteration,
+                    }
+                    return
 
     def on_start(self):
         pass
@@ -121,6 +159,8 @@ class _Watch:
             self.first_norms.setdefault(label, norm)
             self.last_norms[label] = norm
         self.grad_norms.append(math.sqrt(total) if not self.bad_gradients else math.inf)
+        if self.loss_spike is None:
+            self._watch_loss_gradients()
 
 
 def _bad_params(watch: _Watch) -> list[tuple[str, object]]:
@@ -170,7 +210,7 @@ def locate(report, options: LocateOptions) -> Diagnosis:
     lr = None
     start = solver.iter
     while solver.iter < start + limit:
-        iteration = solver.iter
+        iteration = watch.iteration = solver.iter
         try:
             lr = schedule.rate(iteration)
         except ZeroDivisionError:
@@ -268,7 +308,11 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
         if first > 0 and watch.last_norms.get(label, 0) / first >= trend.EXPLOSION_FACTOR
     ]
     exploded.sort(key=lambda e: -e[1])
-    cause_id = choose_cause(lr, grad_growth, loss_growth, producer, iteration)
+    spike = watch.loss_spike
+    loss_layers = set(watch.loss_layers)
+    cause_id = choose_cause(
+        lr, grad_growth, loss_growth, producer, iteration, loss_spike=spike, loss_layers=loss_layers
+    )
 
     lr_text = "unknown" if lr is None else f"{lr:g}"
     summary = f"first NaN/Inf at iteration {iteration} (lr {lr_text})"
@@ -282,6 +326,12 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
         )
     if replay_note:
         evidence.append(replay_note)
+    if spike is not None:
+        evidence.append(
+            f"at iteration {spike['iteration']} loss layer {spike['layer']} "
+            f"({spike['type']}) sent back a gradient of {spike['gradient']:.3g} to {spike['bottom']} while "
+            f"its loss was {spike['loss']:.4g}: it divides by an input clamped near 0"
+        )
     if grad_growth is not None and len(watch.grad_norms) > 1:
         evidence.append(
             f"gradient L2 norm over the {len(watch.grad_norms) - 1} iterations before: "
@@ -304,6 +354,7 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
             "exploded_params": [{"param": p, "growth": g} for p, g in exploded[:10]],
         },
         "saved": saved,
+        "loss_gradient_spike": spike,
     }
     diagnosis = Diagnosis(
         "locate", options.solver, True, summary, iteration=iteration, cause=cause(cause_id), evidence=evidence
@@ -315,14 +366,34 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
     return diagnosis
 
 
-def choose_cause(lr, grad_growth, loss_growth, producer: Producer | None, iteration: int) -> str:
-    """The catalogue id for what locate observed (see the module docstring for the order)."""
+def choose_cause(
+    lr,
+    grad_growth,
+    loss_growth,
+    producer: Producer | None,
+    iteration: int,
+    *,
+    loss_spike: dict | None = None,
+    loss_layers: set[str] = frozenset(),
+) -> str:
+    """The catalogue id for what locate observed (see the module docstring for the order).
+
+    ``loss_spike``: a loss layer sent back a gradient far larger than its loss before the NaN
+    (the weights it blew up are only where the NaN showed). ``loss_layers``: the names of the
+    layers that make a loss; a Python one that produced an infinity took log(0) or divided by 0.
+    """
     if lr is not None and not math.isfinite(lr):
         return "lr_policy"
+    if loss_spike is not None:
+        return "loss_layer"
     for growth in (grad_growth, loss_growth):
         if growth is not None and growth >= trend.EXPLOSION_FACTOR:
             return "gradient_explosion"
     if producer is not None:
+        stats = producer.stats
+        infinite = stats is not None and stats.posinf + stats.neginf > 0
+        if producer.layer_type == "Python" and producer.layer in loss_layers and infinite:
+            return "log0"
         by_type = cause_for_layer_type(producer.layer_type, producer.has_bottoms)
         if by_type:
             return by_type
