@@ -81,3 +81,63 @@ class BackwardNaNLayer(_InjectingLayer):
     def backward(self, top, propagate_down, bottom):
         super().backward(top, propagate_down, bottom)
         self.inject(bottom[0].diff)
+
+
+class NaiveCrossEntropyLayer(caffe.Layer):
+    """A hand-written cross-entropy loss, as people write them, with the classic bug: no clamp.
+
+    Bottoms: probabilities (N, C) (a Softmax output) and labels (N,). Top:
+    ``-mean(log(p[label]))``. A probability that underflowed to exactly 0
+    makes ``log(0) = -inf``: the loss is +inf, and the gradient ``-1/p`` is
+    -inf.
+    """
+
+    def setup(self, bottom, top):
+        if len(bottom) != 2:
+            raise ValueError("NaiveCrossEntropyLayer needs two bottoms: probabilities and labels")
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def _picked(self, bottom):
+        prob = bottom[0].data.reshape(bottom[0].num, -1)
+        labels = bottom[1].data.reshape(-1).astype(int)
+        return prob, labels
+
+    def forward(self, bottom, top):
+        prob, labels = self._picked(bottom)
+        with np.errstate(divide="ignore"):
+            top[0].data[0] = -np.mean(np.log(prob[np.arange(len(labels)), labels]))
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        prob, labels = self._picked(bottom)
+        rows = np.arange(len(labels))
+        grad = np.zeros_like(prob)
+        with np.errstate(divide="ignore"):
+            grad[rows, labels] = -top[0].diff[0] / (len(labels) * prob[rows, labels])
+        bottom[0].diff[...] = grad.reshape(bottom[0].diff.shape)
+
+
+class Float16StorageLayer(caffe.Layer):
+    """Identity that rounds its bottom through float16, as a half-precision fork stores blobs.
+
+    BVLC Caffe has no float16 blobs; this emulates their storage so a test can
+    show which float32 values a float16 net would have turned into inf
+    (anything beyond 65504).
+    """
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        with np.errstate(over="ignore"):
+            top[0].data[...] = bottom[0].data.astype(np.float16)
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            bottom[0].diff[...] = top[0].diff
