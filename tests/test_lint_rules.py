@@ -235,3 +235,14 @@ def test_booleans_are_read_as_protobuf_spells_them():
     root = parse_text("a: true b: t c: 1 d: false e: False f: 0 g: maybe").root
     assert [root.flag(n) for n in "abcdefg"] == [True, True, True, False, False, False, None]
     assert root.flag("absent", default=True) is True
+
+
+def test_empty_pooling_windows_of_an_absurd_geometry_are_a_range():
+    # A fuzzed padding of 1e23 made every one of 4e22 windows empty; the rule walked them all.
+    text = """
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+    layer { name: "pool1" type: "Pooling" bottom: "data" top: "pool1"
+            pooling_param { pool: AVE kernel_size: 3 stride: 5 pad: 99999999999999999999999 } }
+    """
+    messages = [f.message for f in lint_text(text).findings if f.code == "NAN101"]
+    assert len(messages) == 1 and "and more before them" in messages[0]

@@ -47,18 +47,32 @@ SCOPE = "net"
 SUMMARY = "Pooling stride > kernel: a window past the input edge yields NaN (AVE) or -FLT_MAX (MAX)."
 
 _AXES = ("row", "column")
+# A real geometry (Caffe requires pad < kernel) has at most a couple of empty
+# windows at the end; absurd sizes or paddings could have billions. Past this
+# many the walk stops and the message gives the run as a range.
+_MAX_EMPTY = 64
 
 
 def _empty_indices(g: PoolingGeometry, axis: int, size: int) -> list[tuple[int, int]]:
-    """(output index, AVE extent) of the windows along ``axis`` that cover no input."""
+    """(output index, AVE extent) of the windows along ``axis`` that cover no input, in order."""
     empty = []
     # Windows move forward with the index: only a tail of them can be empty, so walk back from the last.
-    for index in range(g.output_size(axis, size) - 1, -1, -1):
+    last = g.output_size(axis, size) - 1
+    for index in range(last, max(last - _MAX_EMPTY, -1), -1):
         start, end, extent = g.window(axis, index, size)
         if end > start:
             break
-        empty.insert(0, (index, extent))
+        empty.append((index, extent))
+    empty.reverse()
     return empty
+
+
+def _index_list(indices: list[int]) -> str:
+    if len(indices) <= 4:
+        return ", ".join(map(str, indices))
+    if len(indices) == _MAX_EMPTY:  # the walk stopped: the run starts earlier still
+        return f"{indices[0]} to {indices[-1]} and more before them"
+    return f"{indices[0]} to {indices[-1]}"
 
 
 def _empty_outputs(g: PoolingGeometry, height: int, width: int) -> str | None:
@@ -74,9 +88,7 @@ def _empty_outputs(g: PoolingGeometry, height: int, width: int) -> str | None:
             indices = [i for i, _ in empty[axis]]
             first = indices[0] * g.stride[axis] - g.pad[axis]
             noun = _AXES[axis] + ("s" if len(indices) > 1 else "")
-            parts.append(
-                f"output {noun} {', '.join(map(str, indices))} (window from input {_AXES[axis]} {first})"
-            )
+            parts.append(f"output {noun} {_index_list(indices)} (window from input {_AXES[axis]} {first})")
     where = " and ".join(parts) + f" of the {out_h}x{out_w} output lie past the {height}x{width} input"
     if g.method == "AVE":
         # AVE divides by the window's extent (padding included): 0 makes 0/0, a negative extent makes 0.
