@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from caffe_nanlayers import caffe_net
 from caffe_nanlayers.errors import UserError
@@ -20,6 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "prototxt_examples"
 SHARED = REPO.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Local runs keep exploring new fuzz inputs; CI replays the same ones, so a
+# red CI means a change broke something, not that a new input was drawn.
+settings.register_profile("ci", derandomize=True, database=None)
+if IN_CI:
+    settings.load_profile("ci")
 
 
 def _load_caffe():
