@@ -29,7 +29,8 @@ def test_counts_and_first_index():
 
 def test_overflowing_sum_of_finite_values_is_clean():
     x = np.full(1000, 3e38, dtype=np.float32)
-    assert not np.isfinite(x.sum())
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(x.sum())
     assert all_finite(x)
     assert nonfinite_stats(x) is None
 
@@ -43,3 +44,41 @@ def test_all_bad_has_no_finite_range():
 def test_integer_and_empty_arrays_are_finite():
     assert all_finite(np.arange(10))
     assert all_finite(np.zeros(0, dtype=np.float32))
+
+
+CHUNK = 1 << 17  # finite._CHUNK: the clean path reduces the array in chunks of this many elements
+
+
+@pytest.mark.parametrize("where", [0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, 3 * CHUNK - 1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_single_bad_value_is_found_on_either_side_of_a_chunk_boundary(where, bad):
+    x = np.ones(3 * CHUNK, dtype=np.float32)
+    x[where] = bad
+    assert not all_finite(x)
+    stats = nonfinite_stats(x)
+    assert stats.count == 1 and stats.first_index == (where,)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_every_float_width(dtype):
+    x = np.zeros((4, 5), dtype=dtype)
+    assert all_finite(x)
+    x[3, 4] = np.inf
+    assert nonfinite_stats(x).posinf == 1
+
+
+def test_non_contiguous_views_and_complex_arrays():
+    x = np.zeros((64, 64), dtype=np.float32)
+    x[1, 0] = np.nan
+    assert all_finite(x[::2])  # the NaN's row is skipped by the view
+    assert not all_finite(x.T)
+    assert nonfinite_stats(x.T).first_index == (0, 1)
+    z = np.zeros(8, dtype=np.complex64)
+    assert all_finite(z)
+    z[5] = complex(0, np.inf)
+    assert not all_finite(z)
+
+
+def test_tiny_values_are_finite():
+    x = np.full(1000, np.finfo(np.float32).smallest_subnormal, dtype=np.float32)
+    assert all_finite(x)
