@@ -11,6 +11,8 @@ with code 2, never with a traceback.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class NonFiniteError(FloatingPointError):
     """A blob held NaN or ±Inf where a check was placed.
@@ -54,3 +56,23 @@ class NonFiniteError(FloatingPointError):
 
 class UserError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+@contextlib.contextmanager
+def reading(path, expected: str):
+    """Turn the ways opening or decoding a user's file fails into one-line UserErrors.
+
+    ``expected`` says what the file should have been, e.g. "a .prototxt file".
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file, expected {expected}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected {expected}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8), expected {expected}"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from caffe_nanlayers.caffe_net import import_caffe
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, reading
 
 _SOLVER_ONLY_FIELDS = re.compile(
     r"^\s*(base_lr|lr_policy|max_iter|train_net|test_net|net_param|train_net_param|solver_mode|"
@@ -35,16 +35,8 @@ def caffe_pb2():
 
 
 def _read_text(path: str | os.PathLike) -> str:
-    try:
+    with reading(path, "a .prototxt file"):
         return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a .prototxt file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a text prototxt (byte {exc.start} is not UTF-8)") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def parse_text(text: str, message, path: str | os.PathLike):

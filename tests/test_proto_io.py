@@ -57,7 +57,7 @@ def test_missing_file_and_binary_file(caffe, tmp_path):
         proto_io.read_net(tmp_path / "absent.prototxt")
     junk = tmp_path / "junk.prototxt"
     junk.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(UserError, match="not a text prototxt"):
+    with pytest.raises(UserError, match="not a text file"):
         proto_io.read_net(junk)
 
 

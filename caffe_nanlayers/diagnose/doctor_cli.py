@@ -14,7 +14,7 @@ from pathlib import Path
 from caffe_nanlayers.diagnose.caffe_log import parse_log
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.doctor import diagnose
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, reading
 
 
 @contextmanager
@@ -22,17 +22,11 @@ def _open_log(path: str):
     if path == "-":
         yield sys.stdin
         return
-    try:
+    with reading(path, "a caffe train log"):
         if path.endswith(".gz"):
             handle = gzip.open(path, "rt", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
         else:
             handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a caffe train log") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
     with handle:
         yield handle
 
