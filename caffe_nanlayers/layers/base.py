@@ -56,6 +56,10 @@ class NanLayer(caffe.Layer):
                 f"{self.who()}: needs at least one bottom and {expected}; "
                 f"has {n_bottom} bottom(s), {n_top} top(s)"
             )
+        # Caffe makes a layer in place by giving it the same Blob as top and
+        # bottom, fixed for the life of the net: decided once here, so the
+        # per-iteration reshape and pass-through cost nothing in place.
+        self.in_place = all(_same_blob(bottom[i], top[i]) for i in range(n_top))
         _ensure_visible_logging()
         self.setup_layer(bottom, top)
 
@@ -77,21 +81,24 @@ class NanLayer(caffe.Layer):
         return parse(name)  # raises again, now naming the layer
 
     def reshape(self, bottom, top):
-        # In place this is a no-op: the top is the bottom.
+        if self.in_place:
+            return  # the top is the bottom: Caffe has shaped it already
         for i in range(len(top)):
             top[i].reshape(*bottom[i].data.shape)
 
     # -- identity pass-through, shared by the layers that do not change data --
 
-    @staticmethod
-    def pass_forward(bottom, top):
+    def pass_forward(self, bottom, top):
+        if self.in_place:
+            return
         for i in range(len(top)):
             src, dst = bottom[i].data, top[i].data
             if not same_memory(src, dst):
                 dst[...] = src
 
-    @staticmethod
-    def pass_backward(top, propagate_down, bottom):
+    def pass_backward(self, top, propagate_down, bottom):
+        if self.in_place:
+            return
         for i in range(len(top)):
             if propagate_down[i]:
                 src, dst = top[i].diff, bottom[i].diff
@@ -159,6 +166,11 @@ class NanLayer(caffe.Layer):
             iteration=iteration,
             dump_path=str(dump_path) if dump_path else None,
         )
+
+
+def _same_blob(a, b) -> bool:
+    """Whether two pycaffe blobs are one (pycaffe gives a new wrapper each time, so compare data)."""
+    return a.count > 0 and b.count > 0 and same_memory(a.data, b.data)  # .data of an unshaped blob aborts
 
 
 def same_memory(a, b) -> bool:
