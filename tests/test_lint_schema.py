@@ -125,3 +125,28 @@ def test_without_pycaffe_everything_else_runs(tmp_path):
     codes = [line.split()[1] for line in result.stdout.splitlines() if line.startswith(str(path))]
     assert codes == ["NAN203", "NAN202"]
     assert result.returncode == 1
+
+
+def run_without_caffe(*paths):
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", _WITHOUT_CAFFE.format(repo=str(REPO)), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def test_without_pycaffe_a_parse_error_alone_is_one_line(tmp_path):
+    """Nothing was linted, so there is nothing the skipped schema checks could have missed: no note."""
+    broken = tmp_path / "broken.prototxt"
+    broken.write_text('layer {\n  name: "x"\n')
+    result = run_without_caffe(broken)
+    assert result.returncode == 2
+    assert result.stderr == f"{broken}:3:1: expected '}}' closing the '{{' of line 1, found end of file\n"
+    good = tmp_path / "good.prototxt"
+    good.write_text('layer { name: "r" type: "ReLU" bottom: "x" top: "x" }\n')
+    result = run_without_caffe(broken, good)  # a file was linted: the note belongs, once
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 2
+    assert result.stderr.count("schema checks (NAN001, NAN002, NAN003) skipped") == 1

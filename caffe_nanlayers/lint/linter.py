@@ -165,11 +165,12 @@ class Linter:
         self.cwd = self.options.cwd or os.getcwd()
         self.schema = None
         self.report = Report()
+        self._schema_note = None  # said only once a file was linted without the schema
         wants_schema = any(r.code in SCHEMA_CODES for r in self.rules)
         if wants_schema and self.options.use_schema:
             self.schema, why = load_schema()
             if self.schema is None:
-                self.report.notes.append(f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}")
+                self._schema_note = f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}"
         self._seen: set[str] = set()
         self._trained: set[str] = set()  # real paths of net files a solver in this run trains
 
@@ -271,6 +272,10 @@ class Linter:
         documents = {os.path.realpath(d.path): d for d, _, _ in parsed}
         for document, kind, refs in parsed:
             self.lint_document(document, kind, refs, documents)
+        if self._schema_note and self.report.files:
+            # Not when nothing parsed: a parse error alone stays the one line it promises to be.
+            self.report.notes.insert(0, self._schema_note)
+            self._schema_note = None
         return self.report
 
 
