@@ -252,3 +252,26 @@ def test_empty_pooling_windows_of_an_absurd_geometry_are_a_range():
     """
     messages = [f.message for f in lint_text(text).findings if f.code == "NAN101"]
     assert len(messages) == 1 and "and more before them" in messages[0]
+
+
+@pytest.mark.parametrize(
+    ("clip", "reported"),
+    [
+        ("", True),
+        ("clip_gradients: -1", True),
+        ("clip_gradients: -0.5", True),
+        ("clip_gradients: inf", True),
+        ("clip_gradients: 10", False),
+        ("clip_gradients: 0.001", False),
+        ("clip_gradients: 0", False),
+    ],
+)
+def test_high_lr_counts_only_a_positive_clip_gradients(clip, reported):
+    """Caffe's ClipGradients returns early for a negative norm (-1 is the default: off)."""
+    text = f'base_lr: 0.5\nlr_policy: "fixed"\nmax_iter: 100\n{clip}\n'
+    report = lint_text(text, "s.prototxt", Options(select=["NAN205", "NAN206"]))
+    codes = [f.code for f in report.findings]
+    assert ("NAN205" in codes) == reported
+    if clip and reported:
+        assert f"{clip} does not clip".replace(": ", " ") in report.findings[0].message
+    assert ("NAN206" in codes) == (clip == "clip_gradients: 0")  # 0 is its own finding, not this one

@@ -8,6 +8,10 @@ iterations in. ``clip_gradients`` bounds the step. The thresholds depend on
 the solver: SGD and Nesterov above 0.1, AdaGrad above 0.1, RMSProp and Adam
 above 0.01, AdaDelta above 10 (its base_lr is usually 1).
 
+Only a positive ``clip_gradients`` clips: Caffe skips clipping when it is
+negative (``clip_gradients: -1`` is the proto's default, "off"), and a NaN or
+infinite norm is never exceeded. ``clip_gradients: 0`` is NAN206's finding.
+
 A net that clips its own gradient (a Python layer whose class name contains
 "Clip", such as caffe-nanlayers' ``GradientClipLayer``) counts as clipped.
 
@@ -37,7 +41,16 @@ FAIL::
     base_lr: 0.5
     lr_policy: "fixed"
     max_iter: 100
+
+FAIL::
+
+    base_lr: 0.5
+    clip_gradients: -1
+    lr_policy: "fixed"
+    max_iter: 100
 """
+
+import math
 
 from caffe_nanlayers.lint.context import Problem
 from caffe_nanlayers.lint.rules._solver import solver_type
@@ -62,8 +75,12 @@ def _clips_in_net(net) -> bool:
 def check(ctx):
     root = ctx.root
     node = root.get("base_lr")
-    if node is None or root.get("clip_gradients") is not None:
-        return
+    clip_node = root.get("clip_gradients")
+    clip = root.number("clip_gradients")
+    if node is None or (clip_node is not None and clip is None):
+        return  # not a number: Caffe refuses the file (NAN002)
+    if clip is not None and (clip == 0 or (math.isfinite(clip) and clip > 0)):
+        return  # clipped, or nothing learns at all (NAN206)
     if any(_clips_in_net(net) for net in ctx.nets):
         return
     lr = root.number("base_lr")
@@ -71,9 +88,13 @@ def check(ctx):
     limit = THRESHOLDS.get(kind)
     if lr is None or limit is None or not lr > limit:
         return
+    if clip_node is None:
+        clipping = "clip_gradients is not set"
+    else:
+        clipping = f"clip_gradients {clip_node.raw} does not clip (only a positive norm does)"
     yield Problem(
         node,
-        f"base_lr {node.raw} is high for {kind} (> {limit:g}) and clip_gradients is not set: "
+        f"base_lr {node.raw} is high for {kind} (> {limit:g}) and {clipping}: "
         "one large gradient can blow the weights up to inf",
         at_value=True,
     )
