@@ -137,6 +137,23 @@ def test_nonfinite_zero_skips_the_update_and_pass_lets_it_through(make_net, capl
         assert f"nonfinite: '{policy}'" in caplog.records[-1].getMessage()
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_nonfinite_zero_with_global_scope_does_not_clip_the_zeroed_good_bottom(make_net, in_place):
+    # The good bottom's norm is above the threshold: clipping it would write
+    # its scaled gradient back over the zeros, and count a norm thrown away.
+    net, layer, tops = clip_net(
+        make_net,
+        "{'threshold': 1.0, 'nonfinite': 'zero', 'log_every': 0}",
+        shapes=((3,), (2, 2)),
+        in_place=in_place,
+    )
+    g0, g1 = gradient(5.0, (3,)), gradient(0.5, (2, 2))
+    g1[0, 0] = np.nan
+    backward_with(net, tops, [g0, g1])
+    assert (net.blobs["x0"].diff == 0).all() and (net.blobs["x1"].diff == 0).all()
+    assert (layer.nonfinite_events, layer.clip_events, layer.last_norms, layer.max_norm) == (1, 0, [], 0.0)
+
+
 def test_summary_every_n_backward_passes(make_net, caplog):
     net, _, tops = clip_net(make_net, "{'threshold': 1.0, 'log_every': 2}")
     with caplog.at_level(logging.INFO, logger="caffe_nanlayers.layers"):

@@ -87,7 +87,9 @@ class GradientClipLayer(NanLayer):
         if bad:
             zeroed = self._nonfinite(bad, flowing, grads, bottom, iteration)
 
-        units = [[i for i in flowing if i not in bad]]
+        # A zeroed bottom is a skipped update: clipping it would write the
+        # gradient back over the zeros, or count a norm that was thrown away.
+        units = [[i for i in flowing if i not in bad and i not in zeroed]]
         if self.params["scope"] == "blob":
             units = [[i] for i in units[0]]
         self.last_norms = []
