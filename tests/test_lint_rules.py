@@ -172,15 +172,37 @@ def test_v1_types_are_upgraded():
     assert n.is_training_net
 
 
-def test_pooling_padding_clip_like_caffe():
-    """With padding, Caffe drops a last window that would start in the padding: no empty window."""
-    text = """
-        layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
-        layer { name: "p" type: "Pooling" bottom: "d" top: "p"
-                pooling_param { pool: AVE kernel_size: 3 stride: 5 pad: 1 } }
-        """
-    report = lint_text(text, "p.prototxt", Options(select=["NAN101"]))
-    assert [f.severity for f in report.findings] == ["warning"]
+POOL_10X10 = """
+layer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+layer { name: "p" type: "Pooling" bottom: "d" top: "p" pooling_param { pool: AVE PARAMS } }
+"""
+
+
+def pooling_findings(params: str, text: str = POOL_10X10) -> list[str]:
+    report = lint_text(text.replace("PARAMS", params), "p.prototxt", Options(select=["NAN101"]))
+    return [f.severity for f in report.findings]
+
+
+@pytest.mark.parametrize(
+    ("params", "severities"),
+    [
+        ("kernel_size: 3 stride: 5", ["error"]),  # windows start at 0, 5, 10: the last is past the edge
+        ("kernel_size: 3 stride: 4", []),  # 0, 4, 8: every window overlaps the input
+        ("kernel_size: 3 stride: 5 pad: 1", []),  # Caffe drops a last window that starts past the image
+        ("kernel_size: 3 stride: 5 pad_h: 1", []),  # ... on both axes as soon as one is padded
+        ("kernel_size: 3 stride: 5 ceil_mode: false", []),  # floor rounding never reaches past the edge
+        ("kernel_size: 3 stride: 5 round_mode: FLOOR", []),
+    ],
+)
+def test_pooling_with_a_known_shape_reports_only_an_empty_window(params, severities):
+    assert pooling_findings(params) == severities
+
+
+def test_pooling_without_a_shape_warns_only_where_a_window_can_be_empty():
+    text = 'layer { name: "p" type: "Pooling" bottom: "x" top: "p" pooling_param { pool: AVE PARAMS } }'
+    assert pooling_findings("kernel_size: 3 stride: 5", text) == ["warning"]
+    assert pooling_findings("kernel_size: 3 stride: 5 pad: 1", text) == []
+    assert pooling_findings("kernel_size: 3 stride: 5 ceil_mode: false", text) == []
 
 
 def test_undefined_bottom_only_produced_in_another_phase():
@@ -243,15 +265,11 @@ def test_booleans_are_read_as_protobuf_spells_them():
     assert root.flag("absent", default=True) is True
 
 
-def test_empty_pooling_windows_of_an_absurd_geometry_are_a_range():
-    # A fuzzed padding of 1e23 made every one of 4e22 windows empty; the rule walked them all.
-    text = """
-    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
-    layer { name: "pool1" type: "Pooling" bottom: "data" top: "pool1"
-            pooling_param { pool: AVE kernel_size: 3 stride: 5 pad: 99999999999999999999999 } }
-    """
-    messages = [f.message for f in lint_text(text).findings if f.code == "NAN101"]
-    assert len(messages) == 1 and "and more before them" in messages[0]
+def test_absurd_pooling_geometries_end_quickly_and_quietly():
+    # A fuzzed padding of 1e23 made every one of 4e22 windows empty; the rule walked them all. Caffe
+    # drops a padded last window that starts past the image, and refuses a negative kernel: no finding.
+    for params in ("kernel_size: 3 stride: 5 pad: 99999999999999999999999", "kernel_size: -3 stride: 5"):
+        assert pooling_findings(params) == []
 
 
 @pytest.mark.parametrize(

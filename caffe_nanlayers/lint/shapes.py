@@ -83,7 +83,8 @@ class PoolingGeometry:
         pad = _hw(p, "pad", "pad_h", "pad_w", 0)
         ceil = True
         if p is not None:
-            ceil = p.scalar("ceil_mode", True) is not False and p.scalar("round_mode", "CEIL") != "FLOOR"
+            # ceil_mode (a bool) in some Caffes, round_mode (CEIL = 0, FLOOR = 1) in newer BVLC ones.
+            ceil = p.flag("ceil_mode", True) and p.scalar("round_mode", "CEIL") not in ("FLOOR", 1)
         return cls(
             method=method,
             kernel=_hw(p, "kernel_size", "kernel_h", "kernel_w", None),
@@ -100,8 +101,10 @@ class PoolingGeometry:
             return 1
         rounding = math.ceil if self.ceil else math.floor
         out = int(rounding((size + 2 * p - k) / s)) + 1
-        if p and (out - 1) * s >= size + p:
-            out -= 1  # Caffe: the last window must start inside the image, not in the padding
+        if any(self.pad) and (out - 1) * s >= size + p:
+            # Caffe: the last window must start inside the image, not in the padding. It checks both
+            # axes as soon as either is padded, so pad_h alone can drop the last column too.
+            out -= 1
         return out
 
     def window(self, axis: int, index: int, size: int) -> tuple[int, int, int]:

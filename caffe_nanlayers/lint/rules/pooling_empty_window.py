@@ -7,9 +7,16 @@ computes it: MAX pooling leaves ``-FLT_MAX`` (-3.4e38) there, and AVE divides
 an empty sum by a pool size of 0: ``0/0 = NaN``, which then spreads to the
 loss. When the input size is known (an Input layer, ``input_shape``, V1
 ``input_dim``, a data layer's ``crop_size``, or ``--input-shape``), the shape
-is followed through the net with Caffe's formulas and the empty output row or
-column is named (error); otherwise stride > kernel is a warning, since some
+is followed through the net with Caffe's formulas: an empty output row or
+column is named (error), and a size that leaves no window empty is not
+reported. Without a known size, stride > kernel is a warning, since some
 input size will hit it.
+
+Only an unpadded pooling in ceil mode (Caffe's default) can have an empty
+window: with any ``pad``, Caffe drops a last window that would start past the
+image (on both axes, even when only ``pad_h`` or ``pad_w`` is set), and floor
+rounding (``ceil_mode: false`` or ``round_mode: FLOOR``) never reaches past
+the edge. Neither is reported.
 
 Fix: use ``stride <= kernel_size`` (for example ``kernel_size: 3 stride: 3``),
 or pad/crop so that ``(in + 2*pad - kernel)`` is a multiple of the stride.
@@ -20,6 +27,18 @@ PASS::
             input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
     layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
             pooling_param { pool: AVE kernel_size: 3 stride: 3 } }
+
+PASS::
+
+    layer { name: "data" type: "Input" top: "data"
+            input_param { shape { dim: 1 dim: 1 dim: 11 dim: 11 } } }
+    layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+            pooling_param { pool: AVE kernel_size: 3 stride: 4 } }
+
+PASS::
+
+    layer { name: "pool" type: "Pooling" bottom: "x" top: "pool"
+            pooling_param { pool: MAX kernel_size: 2 stride: 3 pad: 1 } }
 
 FAIL::
 
@@ -47,9 +66,10 @@ SCOPE = "net"
 SUMMARY = "Pooling stride > kernel: a window past the input edge yields NaN (AVE) or -FLT_MAX (MAX)."
 
 _AXES = ("row", "column")
-# A real geometry (Caffe requires pad < kernel) has at most a couple of empty
-# windows at the end; absurd sizes or paddings could have billions. Past this
-# many the walk stops and the message gives the run as a range.
+# Unpadded, with a kernel of at least 1, only the last window of an axis can be
+# empty; the walk is bounded all the same, so that a geometry this reasoning
+# missed cannot loop over billions of windows (a fuzzed padding of 1e23 once
+# did). Past this many the walk stops and the message gives the run as a range.
 _MAX_EMPTY = 64
 
 
@@ -106,18 +126,21 @@ def check(ctx):
             continue
         g = PoolingGeometry.of(layer)
         kh, kw = g.kernel
-        if g.global_pooling or not kh or not kw:
-            continue
+        if g.global_pooling or not kh or not kw or kh < 0 or kw < 0:
+            continue  # Caffe refuses a negative kernel (NAN002)
         if g.stride[0] <= kh and g.stride[1] <= kw:
             continue
+        if any(g.pad) or not g.ceil:
+            continue  # Caffe makes no empty window then, whatever the input size
         node = layer.param("pooling_param") or layer.node
         stride_node = node.get("stride") or node.get("stride_h") or node.get("stride_w") or node
-        reported = False
+        known = False
         for trace in ctx.traces:
             shapes = trace.bottoms.get(layer.index)
             shape = shapes[0] if shapes else None
             if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
                 continue
+            known = True
             empty = _empty_outputs(g, shape[2], shape[3])
             if empty:
                 yield Problem(
@@ -126,9 +149,8 @@ def check(ctx):
                     f"on a {shape[2]}x{shape[3]} input: {empty}",
                     severity=ERROR,
                 )
-                reported = True
                 break
-        if not reported:
+        if not known:
             yield Problem(
                 stride_node,
                 f"pooling '{layer.name}': stride {g.stride[0]}x{g.stride[1]} > kernel {kh}x{kw}: "
