@@ -9,6 +9,7 @@ is renamed over the target in one step.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     than a file object. ``suffix`` keeps an extension that a writer insists on.
     """
     target = Path(path)
+    if target.is_dir():  # said before writing anything; renaming onto it fails late and variously (EBUSY)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)

@@ -12,6 +12,8 @@ with code 2, never with a traceback.
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 
 
 class NonFiniteError(FloatingPointError):
@@ -64,15 +66,50 @@ def reading(path, expected: str):
 
     ``expected`` says what the file should have been, e.g. "a .prototxt file".
     """
+    with _file_errors(path, expected, write=False):
+        yield
+
+
+@contextlib.contextmanager
+def writing(path, expected: str):
+    """The same for an output the user named (``-o``, ``--plot``, ``--out``): one line naming it.
+
+    ``expected`` says what was to be written there, e.g. "the PNG plot".
+    """
+    with _file_errors(path, expected, write=True):
+        yield
+
+
+@contextlib.contextmanager
+def _file_errors(path, expected: str, write: bool):
+    """The one mapping of OSError (and undecodable text) to UserError, for reading and for writing."""
     try:
         yield
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file, expected {expected}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected {expected}") from None
     except UnicodeDecodeError as exc:
         raise UserError(
             f"{path}: not a text file (byte {exc.start} is not UTF-8), expected {expected}"
         ) from None
+    except IsADirectoryError:
+        if write:
+            raise UserError(f"{path}: is a directory; give a file name for {expected}") from None
+        raise UserError(f"{path}: is a directory, expected {expected}") from None
+    except FileNotFoundError as exc:
+        if not write:
+            raise UserError(f"{path}: no such file, expected {expected}") from None
+        raise UserError(f"{path}: cannot write {expected}: {_why(exc, path)}") from None
     except OSError as exc:
+        if write:
+            raise UserError(f"{path}: cannot write {expected}: {_why(exc, path)}") from None
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _why(exc: OSError, path) -> str:
+    """strerror, and the directory it is about when that is not ``path`` itself (a missing parent)."""
+    why = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError):  # only mkdir raises it: a file where a directory must go
+        return f"{os.fsdecode(exc.filename or path)} is a file, not a directory"
+    if exc.filename is not None:
+        failed = Path(os.fsdecode(exc.filename))
+        if failed != Path(path) and failed in Path(path).parents:
+            why += f" ({failed})"
+    return why

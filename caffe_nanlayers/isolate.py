@@ -18,11 +18,15 @@ in one line:
 
 A ``UserError`` raised in the child reaches the parent as itself; any other
 exception in the child is a bug and is raised again in the parent as
-``IsolatedError`` carrying the child's traceback.
+``IsolatedError`` carrying the child's traceback. The user's own Python
+layers are code we did not write: ``UserPythonLayers`` turns what they raise
+(an import that fails, an error in their setup or forward) into a
+``UserError`` naming the layer, so that only our own bugs show a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
@@ -89,6 +94,81 @@ def _child_main() -> None:
         connection.send(("result", result))
     finally:
         connection.close()
+
+
+class UserPythonLayers:
+    """The user's Python layers of a net: what their code raises is the user's problem, in one line.
+
+    Caffe imports a Python layer's module while it builds the net, and when
+    that import fails it prints the Python error and raises only "SystemError:
+    ... returned NULL without setting an exception", which names nothing. So
+    the modules are imported here first, and a failure names the layer and
+    the module. Later, an exception raised from inside one of their classes
+    (setup, reshape, forward, backward) is a mistake in the user's layer, not
+    a bug of ours: ``blame`` says which layer raised what. The package's own
+    layers (``caffe_nanlayers.*``) are left out: what they raise is our bug,
+    or already a ``UserError``.
+
+    Used as a context manager, it turns those exceptions into ``UserError``.
+    """
+
+    def __init__(self, layers: Iterable):
+        self._layers: dict[type, list] = {}
+        for layer in layers:
+            if layer.type != "Python":
+                continue
+            module_name, class_name = layer.python_param.module, layer.python_param.layer
+            if module_name.split(".")[0] == "caffe_nanlayers":
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:
+                raise UserError(
+                    f"layer {layer.name!r}: cannot import its Python module {module_name!r}: {_one_line(exc)}"
+                ) from None
+            cls = getattr(module, class_name, None)
+            if not isinstance(cls, type):
+                raise UserError(
+                    f"layer {layer.name!r}: Python module {module_name!r} has no class {class_name!r}"
+                )
+            self._layers.setdefault(cls, []).append(layer)
+
+    def blame(self, exc: BaseException) -> str | None:
+        """ "layer 'x' (module.Class): forward() raised E: message" if one of the layers raised ``exc``."""
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            layers = self._layers.get(type(frame.f_locals.get("self")))
+            if layers:
+                cls = type(frame.f_locals["self"])
+                mine = [
+                    layer
+                    for layer in layers
+                    if layer.python_param.param_str == getattr(frame.f_locals["self"], "param_str", None)
+                ] or layers
+                names = " or ".join(repr(layer.name) for layer in mine)
+                return (
+                    f"layer {names} ({cls.__module__}.{cls.__name__}): "
+                    f"{frame.f_code.co_name}() raised {_one_line(exc)}"
+                )
+            tb = tb.tb_next
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, UserError) or not isinstance(exc, Exception):
+            return False
+        blamed = self.blame(exc)
+        if blamed is None:
+            return False
+        raise UserError(blamed) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def caffe_failure(stderr_text: str) -> str | None:

@@ -225,6 +225,19 @@ def test_user_mistakes_are_one_line_exit_2(argv, message, capsys, tmp_path, monk
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_plot_path_that_cannot_be_written_is_one_line_exit_2(logs, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert doctor_main([str(logs["explode"]), "--plot", str(tmp_path)]) == 2
+    assert doctor_main([str(logs["explode"]), "--plot", "/proc/no_such_dir/loss.png"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"caffe-nan doctor: error: {tmp_path}: is a directory; give a file name for the PNG plot",
+        "caffe-nan doctor: error: /proc/no_such_dir/loss.png: cannot write the PNG plot: "
+        "No such file or directory (/proc/no_such_dir)",
+    ]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
     path = tmp_path / "notes.txt"
     path.write_text("hello\nworld\n")

@@ -244,6 +244,11 @@ def test_cli_reads_a_solvers_net(caffe, tmp_path, capsys):
         (["net.prototxt", "--direction", "up"], "invalid choice: 'up'"),
         (["bad.prototxt"], "bad.prototxt:2:1: invalid NetParameter"),
         (["net.prototxt", "--skip", "nope"], "no layer named 'nope'"),
+        (
+            ["net.prototxt", "-o", "/proc/nope/x"],
+            "/proc/nope/x: cannot write the instrumented net: No such file or directory (/proc/nope)",
+        ),
+        (["net.prototxt", "-o", "."], ".: is a directory; give a file name for the instrumented net"),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2(caffe, argv, message, tmp_path, monkeypatch, capsys):

@@ -150,3 +150,107 @@ def test_a_caller_script_without_a_main_guard_is_not_run_again(tmp_path):
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines() == ["caller ran", "10"]
+
+
+USER_LAYERS = """
+import caffe
+
+
+class Fine(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(2, 3)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 1
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+class BadSetup(Fine):
+    def setup(self, bottom, top):
+        raise ValueError("no such option: 'sclae'")
+
+
+class BadForward(Fine):
+    def forward(self, bottom, top):
+        helper()
+
+
+def helper():
+    return 1 / 0
+"""
+
+
+def _python_net(module, layer, name="py"):
+    from caffe_nanlayers.proto_io import caffe_pb2, parse_text
+
+    text = (
+        f'layer {{ name: "{name}" type: "Python" top: "data"\n'
+        f'  python_param {{ module: "{module}" layer: "{layer}" }} }}'
+    )
+    return text, parse_text(text, caffe_pb2().NetParameter(), "net.prototxt")
+
+
+@pytest.fixture
+def user_layers(tmp_path, monkeypatch):
+    (tmp_path / "user_layers_for_isolate.py").write_text(USER_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "user_layers_for_isolate"
+    sys.modules.pop("user_layers_for_isolate", None)
+
+
+@pytest.mark.caffe
+@pytest.mark.parametrize(
+    ("module", "layer", "message"),
+    [
+        (
+            "no_such_module_of_theirs",
+            "X",
+            "layer 'py': cannot import its Python module 'no_such_module_of_theirs': "
+            "ModuleNotFoundError: No module named 'no_such_module_of_theirs'",
+        ),
+        (
+            "user_layers_for_isolate",
+            "Gone",
+            "layer 'py': Python module 'user_layers_for_isolate' has no class 'Gone'",
+        ),
+        (
+            "user_layers_for_isolate",
+            "BadSetup",
+            "layer 'py' (user_layers_for_isolate.BadSetup): setup() raised ValueError: "
+            "no such option: 'sclae'",
+        ),
+        (
+            "user_layers_for_isolate",
+            "BadForward",
+            "layer 'py' (user_layers_for_isolate.BadForward): forward() raised ZeroDivisionError: "
+            "division by zero",
+        ),
+    ],
+)
+def test_what_the_users_python_layers_raise_is_a_one_line_user_error(
+    caffe, user_layers, module, layer, message
+):
+    from caffe_nanlayers.caffe_net import net_from_text
+    from caffe_nanlayers.isolate import UserPythonLayers
+
+    text, net_param = _python_net(module, layer)
+    with pytest.raises(UserError) as info, UserPythonLayers(net_param.layer):
+        net_from_text(text).forward()
+    assert str(info.value) == message
+
+
+@pytest.mark.caffe
+def test_an_error_outside_the_users_layers_stays_a_bug(caffe, user_layers):
+    from caffe_nanlayers.caffe_net import net_from_text
+    from caffe_nanlayers.isolate import UserPythonLayers
+
+    text, net_param = _python_net(user_layers, "Fine")
+    with pytest.raises(KeyError), UserPythonLayers(net_param.layer):
+        net = net_from_text(text)
+        net.forward()
+        net.blobs["no such blob"]

@@ -176,3 +176,27 @@ def _producer(layer_type, has_bottoms=True):
 )
 def test_choose_cause(args, expected):
     assert choose_cause(*args) == expected
+
+
+def test_an_unwritable_out_is_one_line_exit_2(caffe, tmp_path, capsys):
+    solver = str(DIAGNOSE / "explode_bad_solver.prototxt")
+    (tmp_path / "a_file").write_text("")
+    assert locate_main([solver, "--out", "/proc/no_such_dir/out"]) == 2
+    assert locate_main([solver, "--out", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert "/proc/no_such_dir/out: cannot write the report and the last good weights (--out)" in err[0]
+    assert err[1].endswith("a_file is a file, not a directory")
+
+
+def test_a_python_layer_whose_module_is_missing_is_one_line_exit_2(caffe, tmp_path, capsys):
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "py" type: "Python" top: "data"\n'
+        '  python_param { module: "their_missing_layers" layer: "X" } }\n'
+    )
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 3\n')
+    assert locate_main([str(solver), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "layer 'py': cannot import its Python module 'their_missing_layers': ModuleNotFoundError" in err

@@ -336,3 +336,39 @@ def test_image_data_needs_a_caffe_built_with_it(caffe, workdir, capsys):
     assert err.strip().endswith(
         "layer 'img': this Caffe has no ImageData layer (Caffe builds it only with OpenCV)"
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "layer", "expected"),
+    [
+        (
+            "my_missing_batches",
+            "Batches",
+            "layer 'py': cannot import its Python module 'my_missing_batches': ModuleNotFoundError",
+        ),
+        (
+            "my_batches",
+            "Broken",
+            "layer 'py' (my_batches.Broken): forward() raised RuntimeError: reader closed",
+        ),
+    ],
+)
+def test_a_python_data_layer_that_fails_is_the_users_mistake_in_one_line(
+    caffe, workdir, capsys, monkeypatch, module, layer, expected
+):
+    broken = (
+        "\n\nclass Broken(Batches):\n"
+        "    def forward(self, bottom, top):\n"
+        "        raise RuntimeError('reader closed')\n"
+    )
+    (workdir / "my_batches.py").write_text(PYTHON_DATA_LAYER + broken)
+    monkeypatch.syspath_prepend(str(workdir))
+    (workdir / "net.prototxt").write_text(
+        f'layer {{ name: "py" type: "Python" top: "data"\n'
+        f'  python_param {{ module: "{module}" layer: "{layer}" }} }}\n'
+    )
+
+    code, report, err = run_scan(capsys, "net.prototxt", "--python-batches", "2")
+
+    assert (code, report) == (2, None)
+    assert err.count("\n") == 1 and expected in err, err

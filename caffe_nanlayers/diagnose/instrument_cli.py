@@ -13,7 +13,7 @@ from pathlib import Path
 from caffe_nanlayers.atomic import write_atomic
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, writing
 from caffe_nanlayers.proto_io import read_net_or_solver
 
 
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> i
         for original in filter(None, (Path(args.net), source)):
             if output.resolve() == original.resolve():
                 raise UserError(f"{output}: refusing to overwrite the input; give another -o")
-        write_atomic(output, result.text)
+        with writing(output, "the instrumented net"):
+            write_atomic(output, result.text)
         if args.format == "json":
             report = {
                 "input": str(args.net),

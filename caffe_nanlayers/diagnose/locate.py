@@ -32,8 +32,9 @@ from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.instrument import instrument_net
 from caffe_nanlayers.diagnose.replay import Producer, replay
-from caffe_nanlayers.errors import NonFiniteError, UserError
+from caffe_nanlayers.errors import NonFiniteError, UserError, writing
 from caffe_nanlayers.finite import all_finite, nonfinite_stats
+from caffe_nanlayers.isolate import UserPythonLayers
 from caffe_nanlayers.lint.lr_schedule import Schedule
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 
@@ -193,8 +194,17 @@ def locate(report, options: LocateOptions) -> Diagnosis:
             f"{options.solver}: this is a net, locate needs a solver prototxt (base_lr, lr_policy...)"
         )
     out_dir = Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    solver = caffe.get_solver(str(_working_solver(resolved, out_dir)))
+    with writing(out_dir, "the report and the last good weights (--out)"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        solver_path = _working_solver(resolved, out_dir)
+    # What the user's Python layers raise (a module that does not import, an error in their
+    # setup or forward) is their mistake: one line naming the layer, not a traceback.
+    with UserPythonLayers(resolved.net.layer) as python_layers:
+        return _train(report, caffe, options, resolved, out_dir, solver_path, python_layers)
+
+
+def _train(report, caffe, options, resolved, out_dir, solver_path, python_layers) -> Diagnosis:
+    solver = caffe.get_solver(str(solver_path))
     if options.weights:
         if not Path(options.weights).is_file():
             raise UserError(f"{options.weights}: no such weights file")
@@ -228,9 +238,10 @@ def locate(report, options: LocateOptions) -> Diagnosis:
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(
-                f"training stopped at iteration {iteration}: {type(exc).__name__}: {exc}"
-            ) from None
+            blamed = python_layers.blame(exc)
+            if blamed is None:
+                raise  # our bug: a traceback
+            raise UserError(f"training stopped at iteration {iteration}: {blamed}") from None
         if iteration % 100 == 0:
             report(f"iteration {iteration}: loss {sum(watch.losses.values()):.6g}")
         bad_losses = {n: v for n, v in watch.losses.items() if not math.isfinite(v)}

@@ -13,7 +13,7 @@ import os
 
 from caffe_nanlayers.atomic import atomic_path
 from caffe_nanlayers.diagnose.caffe_log import Reading, TrainingLog
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, writing
 
 
 def _pyplot():
@@ -73,7 +73,7 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
         loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize="small")
         loss_axis.set_title(title or "training log")
         figure.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
+        with writing(path, "the PNG plot"), atomic_path(path, suffix=".png") as tmp:
             figure.savefig(tmp, format="png")
     finally:
         plt.close(figure)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 
 from caffe_nanlayers.caffe_net import import_caffe, phase_of, prototxt_file
+from caffe_nanlayers.isolate import UserPythonLayers
+from caffe_nanlayers.proto_io import caffe_pb2, parse_text
 from caffe_nanlayers.scan.scan_net import SCAN_LAYER_NAME
 
 PROGRESS_INTERVAL_S = 0.2
@@ -28,16 +30,22 @@ def run_scan_net(report, net_text: str, phase: str, forwards: int) -> list[int]:
     The findings travel in the progress messages.
     """
     caffe = import_caffe()
-    with prototxt_file(net_text) as path:
-        net = caffe.Net(path, phase_of(phase))
-    scanner = scan_layer_of(net)
-    sent = 0
-    last_report = time.monotonic()
-    for done in range(1, forwards + 1):
-        net.forward()
-        now = time.monotonic()
-        if done in (1, forwards) or len(scanner.findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
-            report(("progress", done, sum(scanner.scanned), scanner.findings[sent:]))
-            sent = len(scanner.findings)
-            last_report = now
+    # The user's Python data layers: an import that fails or an error they raise is one line naming them.
+    with UserPythonLayers(parse_text(net_text, caffe_pb2().NetParameter(), "the scan net").layer):
+        with prototxt_file(net_text) as path:
+            net = caffe.Net(path, phase_of(phase))
+        scanner = scan_layer_of(net)
+        sent = 0
+        last_report = time.monotonic()
+        for done in range(1, forwards + 1):
+            net.forward()
+            now = time.monotonic()
+            if (
+                done in (1, forwards)
+                or len(scanner.findings) > sent
+                or now - last_report >= PROGRESS_INTERVAL_S
+            ):
+                report(("progress", done, sum(scanner.scanned), scanner.findings[sent:]))
+                sent = len(scanner.findings)
+                last_report = now
     return list(scanner.scanned)
