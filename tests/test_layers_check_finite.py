@@ -283,6 +283,30 @@ def test_name_from_the_caffe_command_line(make_net, tmp_path):
     assert find(layer, ["caffe", "time", "-model", str(twice)]) is None
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_zero_size_bottom_is_skipped_and_the_others_checked(make_net, in_place):
+    # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
+    tops = ["x", "y"] if in_place else ["x2", "y2"]
+    text = (
+        'name: "empty" force_backward: true\n'
+        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
+        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
+        + python_layer("check", "CheckFiniteLayer", ["x", "y"], tops)
+        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
+    )
+    net = make_net(text)
+    net.blobs["y"].data[...] = [1, 2]
+    net.forward()
+    assert net.blobs[tops[1]].data.tolist() == [1, 2]
+    net.blobs[tops[1]].diff[...] = [3, 4]
+    net._backward(len(net.layers) - 1, 0)  # not net.backward(): it returns (reads) the inputs' diffs
+    assert net.blobs["y"].diff.tolist() == [3, 4]
+    net.blobs["y"].data[...] = [1, np.nan]
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    assert (err.value.layer, err.value.blob_index, err.value.stats.nan) == ("check", 1, 1)
+
+
 def test_clean_path_allocates_nothing_blob_sized(make_net):
     text = (
         'name: "big" layer { name: "x" type: "Input" top: "x"\n'

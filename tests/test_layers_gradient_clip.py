@@ -154,6 +154,29 @@ def test_nonfinite_zero_with_global_scope_does_not_clip_the_zeroed_good_bottom(m
     assert (layer.nonfinite_events, layer.clip_events, layer.last_norms, layer.max_norm) == (1, 0, [], 0.0)
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_zero_size_bottom(make_net, in_place):
+    # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
+    tops = ["x", "y"] if in_place else ["x2", "y2"]
+    text = (
+        'name: "empty" force_backward: true\n'
+        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
+        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
+        + python_layer("clip", "GradientClipLayer", ["x", "y"], tops, "{'threshold': 1.0}")
+        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
+    )
+    net = make_net(text)
+    layer = net.layer_dict["clip"]
+    assert net.blobs[tops[0]].count == 0
+    net.blobs["y"].data[...] = [1, 2]
+    net.forward()
+    assert net.blobs[tops[1]].data.tolist() == [1, 2]
+    net.blobs[tops[1]].diff[...] = [3, 4]
+    net._backward(len(net.layers) - 1, 0)  # not net.backward(): it returns (reads) the inputs' diffs
+    assert net.blobs["y"].diff.tolist() == [pytest.approx(0.6), pytest.approx(0.8)]
+    assert layer.last_norms == [pytest.approx(5.0)]
+
+
 def test_summary_every_n_backward_passes(make_net, caplog):
     net, _, tops = clip_net(make_net, "{'threshold': 1.0, 'log_every': 2}")
     with caplog.at_level(logging.INFO, logger="caffe_nanlayers.layers"):

@@ -113,6 +113,28 @@ def test_mode_warn_logs_each_bad_batch(make_net, caplog):
     )
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_zero_size_bottom_is_skipped_and_the_others_sanitized(make_net, in_place):
+    # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
+    tops = ["x", "y"] if in_place else ["x2", "y2"]
+    text = (
+        'name: "empty" force_backward: true\n'
+        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
+        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
+        + python_layer("sanitize", "InputSanitizerLayer", ["x", "y"], tops)
+        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
+    )
+    net = make_net(text)
+    layer = net.layer_dict["sanitize"]
+    net.blobs["y"].data[...] = [np.nan, 2]
+    net.forward()
+    assert net.blobs[tops[1]].data.tolist() == [0, 2]
+    assert layer.batch_counts_by_bottom == [SanitizeCounts(), SanitizeCounts(nan=1)]
+    net.blobs[tops[1]].diff[...] = [3, 4]
+    net._backward(len(net.layers) - 1, 0)  # not net.backward(): it returns (reads) the inputs' diffs
+    assert net.blobs["y"].diff.tolist() == [0, 4]
+
+
 @pytest.mark.parametrize(
     ("param_str", "expected"),
     [

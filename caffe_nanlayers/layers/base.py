@@ -84,7 +84,7 @@ class NanLayer(caffe.Layer):
         if self.in_place:
             return  # the top is the bottom: Caffe has shaped it already
         for i in range(len(top)):
-            top[i].reshape(*bottom[i].data.shape)
+            top[i].reshape(*bottom[i].shape)  # not .data: see has_memory
 
     # -- identity pass-through, shared by the layers that do not change data --
 
@@ -92,6 +92,8 @@ class NanLayer(caffe.Layer):
         if self.in_place:
             return
         for i in range(len(top)):
+            if not has_memory(bottom[i]):
+                continue
             src, dst = bottom[i].data, top[i].data
             if not same_memory(src, dst):
                 dst[...] = src
@@ -100,7 +102,7 @@ class NanLayer(caffe.Layer):
         if self.in_place:
             return
         for i in range(len(top)):
-            if propagate_down[i]:
+            if propagate_down[i] and has_memory(top[i]):
                 src, dst = top[i].diff, bottom[i].diff
                 if not same_memory(src, dst):
                     dst[...] = src
@@ -168,9 +170,24 @@ class NanLayer(caffe.Layer):
         )
 
 
+def has_memory(blob) -> bool:
+    """Whether ``blob.data`` and ``blob.diff`` may be read.
+
+    A blob with a 0 in its shape (an empty batch, say) holds nothing and
+    Caffe never allocates it: pycaffe's ``.data`` of it is a failed CHECK
+    that aborts the whole process. The layers skip such blobs.
+    """
+    return blob.count > 0
+
+
 def _same_blob(a, b) -> bool:
-    """Whether two pycaffe blobs are one (pycaffe gives a new wrapper each time, so compare data)."""
-    return a.count > 0 and b.count > 0 and same_memory(a.data, b.data)  # .data of an unshaped blob aborts
+    """Whether two pycaffe blobs are one (pycaffe gives a new wrapper each time, so compare data).
+
+    Blobs without memory are taken as distinct. Wrong for an empty in-place
+    blob, but harmless: the pass-through skips empty blobs and never copies
+    a blob onto itself.
+    """
+    return has_memory(a) and has_memory(b) and same_memory(a.data, b.data)
 
 
 def same_memory(a, b) -> bool:

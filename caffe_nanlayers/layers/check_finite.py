@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from caffe_nanlayers.finite import all_finite
-from caffe_nanlayers.layers.base import LABEL, NanLayer, logger
+from caffe_nanlayers.layers.base import LABEL, NanLayer, has_memory, logger
 from caffe_nanlayers.params import Key
 
 SCHEMA = {
@@ -66,14 +66,16 @@ class CheckFiniteLayer(NanLayer):
         iteration = self.forward_passes
         self.forward_passes += 1
         if self.check_forward:
-            self._check("forward", {i: bottom[i].data for i in range(len(bottom))}, iteration)
+            data = {i: bottom[i].data for i in range(len(bottom)) if has_memory(bottom[i])}
+            self._check("forward", data, iteration)
         self.pass_forward(bottom, top)
 
     def backward(self, top, propagate_down, bottom):
         iteration = self.backward_passes
         self.backward_passes += 1
         if self.check_backward:
-            self._check("backward", {i: top[i].diff for i in range(len(top))}, iteration)
+            diffs = {i: top[i].diff for i in range(len(top)) if has_memory(top[i])}
+            self._check("backward", diffs, iteration)
         self.pass_backward(top, propagate_down, bottom)
 
     def _check(self, direction, arrays, iteration):

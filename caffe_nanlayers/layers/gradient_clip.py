@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from caffe_nanlayers.layers.base import LABEL, NanLayer, logger, same_memory
+from caffe_nanlayers.layers.base import LABEL, NanLayer, has_memory, logger, same_memory
 from caffe_nanlayers.params import Key, non_negative, positive
 
 SCHEMA = {
@@ -77,7 +77,8 @@ class GradientClipLayer(NanLayer):
     def backward(self, top, propagate_down, bottom):
         iteration = self.backward_passes
         self.backward_passes += 1
-        flowing = [i for i in range(len(top)) if propagate_down[i]]
+        # An empty blob adds nothing to a norm and has nothing to clip.
+        flowing = [i for i in range(len(top)) if propagate_down[i] and has_memory(top[i])]
         grads = {i: top[i].diff for i in flowing}
         value_mode = self.params["mode"] == "value"
         measures = {i: _max_abs(g) if value_mode else _sum_squares(g) for i, g in grads.items()}

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from caffe_nanlayers.finite import all_finite
-from caffe_nanlayers.layers.base import LABEL, NanLayer, logger
+from caffe_nanlayers.layers.base import LABEL, NanLayer, has_memory, logger
 from caffe_nanlayers.params import FLOAT32_MAX, Key, float32_finite, ordered_range
 
 SCHEMA = {
@@ -78,14 +78,17 @@ class InputSanitizerLayer(NanLayer):
     def forward(self, bottom, top):
         iteration = self.forward_passes
         self.forward_passes += 1
-        finite = [all_finite(bottom[i].data) for i in range(len(bottom))]
+        present = [has_memory(bottom[i]) for i in range(len(bottom))]  # an empty blob has nothing to sanitize
+        finite = [not present[i] or all_finite(bottom[i].data) for i in range(len(bottom))]
         if self.params["mode"] == "raise" and not all(finite):
             bad = {i: bottom[i].data for i in range(len(bottom)) if not finite[i]}
             raise self.nonfinite_error("forward", self.measure("forward", bad), iteration)
         self.pass_forward(bottom, top)
         counts = []
         for i in range(len(top)):
-            c, self._changed[i] = self._sanitize(top[i].data, finite[i])
+            c, self._changed[i] = (
+                self._sanitize(top[i].data, finite[i]) if present[i] else (SanitizeCounts(), None)
+            )
             counts.append(c)
         self.batch_counts_by_bottom = counts
         self.batch_counts = sum(counts, SanitizeCounts())
@@ -123,5 +126,5 @@ class InputSanitizerLayer(NanLayer):
         self.pass_backward(top, propagate_down, bottom)
         for i in range(len(top)):
             changed = self._changed[i]
-            if propagate_down[i] and changed is not None and changed.shape == bottom[i].diff.shape:
+            if propagate_down[i] and changed is not None and changed.shape == tuple(bottom[i].shape):
                 bottom[i].diff[changed] = 0
