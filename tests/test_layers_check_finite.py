@@ -89,6 +89,24 @@ def test_dump_writes_the_bad_blob_then_raises(make_net, tmp_path):
     with pytest.raises(NonFiniteError) as again:  # a second dump never overwrites the first
         net.forward()
     assert again.value.dump_path.endswith("check_pool1-forward-iter1.npz")
+    # Written through a temporary file renamed into place: nothing else is left behind.
+    assert sorted(p.name for p in dump_dir.iterdir()) == [
+        "check_pool1-forward-iter0.npz",
+        "check_pool1-forward-iter1.npz",
+    ]
+
+
+def test_dump_that_cannot_be_written_still_raises_the_nonfinite_error(make_net, tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    net = pool_net(make_net, json.dumps({"mode": "dump", "dump_dir": str(not_a_dir / "dumps")}))
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    e = err.value
+    assert e.stats.nan == 5 and e.dump_path is None
+    message = str(e)
+    assert "check_pool1" in message and "forward" in message and "5 NaN" in message
+    assert f"dump failed: Not a directory: {not_a_dir / 'dumps'}" in message
 
 
 # A gradient that is NaN though the forward pass is clean: caught below the

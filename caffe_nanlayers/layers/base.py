@@ -139,10 +139,13 @@ class NanLayer(caffe.Layer):
                 found.append((index, self.blob_name(direction, index), stats))
         return found
 
-    def nonfinite_error(self, direction: str, found: list, iteration: int, dump_path=None) -> NonFiniteError:
+    def nonfinite_error(
+        self, direction: str, found: list, iteration: int, dump_path=None, dump_failure: str | None = None
+    ) -> NonFiniteError:
         """The error for what ``measure`` found in one pass.
 
-        The attributes describe the first bad blob; the message describes all of them.
+        The attributes describe the first bad blob; the message describes all
+        of them, and where they were dumped or why they could not be.
         """
         if direction == "forward":
             kind, what = "bottom", "data"
@@ -156,6 +159,8 @@ class NanLayer(caffe.Layer):
         message += "\n  ".join(lines)
         if dump_path:
             message += f"\n  blobs saved to {dump_path}"
+        if dump_failure:
+            message += f"\n  dump failed: {dump_failure}"
         index, name, stats = found[0]
         return NonFiniteError(
             message,

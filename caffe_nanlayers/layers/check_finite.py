@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caffe_nanlayers.atomic import atomic_path
 from caffe_nanlayers.finite import all_finite
 from caffe_nanlayers.layers.base import LABEL, NanLayer, has_memory, logger
 from caffe_nanlayers.params import Key
@@ -87,8 +88,15 @@ class CheckFiniteLayer(NanLayer):
         if self.mode == "warn":
             logger.warning("%s", self.nonfinite_error(direction, found, iteration))
             return
-        dump_path = self._dump(direction, bad, found, iteration) if self.mode == "dump" else None
-        raise self.nonfinite_error(direction, found, iteration, dump_path)
+        dump_path = dump_failure = None
+        if self.mode == "dump":
+            try:
+                dump_path = self._dump(direction, bad, found, iteration)
+            except OSError as exc:
+                # The NaN is what the user must hear about; a full disk or a
+                # read-only dump_dir is a footnote to it, not a replacement.
+                dump_failure = _os_reason(exc)
+        raise self.nonfinite_error(direction, found, iteration, dump_path, dump_failure)
 
     def _dump(self, direction, arrays, found, iteration) -> Path:
         """Write the bad blobs and what is known about them to one .npz file.
@@ -115,9 +123,17 @@ class CheckFiniteLayer(NanLayer):
                 for index, name, stats in found
             ],
         }
-        with open(path, "wb") as f:
+        # A file object, not a name: given a name, np.savez appends ".npz" to the temporary one.
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **{f"blob{i}": arrays[i] for i, _, _ in found})
         return path
+
+
+def _os_reason(exc: OSError) -> str:
+    """'Not a directory: nan_dumps/x.npz' rather than '[Errno 20] Not a directory: ...'."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)
 
 
 # The name of the snippet this layer replaces, so existing prototxt files keep working.
