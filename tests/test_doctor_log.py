@@ -102,6 +102,89 @@ def test_bvlc_debug_info_names_the_first_layer_and_its_type():
     assert any("layer pool1 (Pooling)" in e for e in verdict.evidence)
 
 
+# debug_info in the net (or a fork that sets it on test nets too): Solver::Test prints the test
+# net's forward lines between "Testing net" and its outputs, then training's own lines follow.
+TEST_AND_TRAIN_DEBUG = lines(
+    """
+I0101 10:00:00.000000  1 net.cpp:51] Initializing net from parameters:
+name: "toy"
+state {
+  phase: TRAIN
+}
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+}
+layer {
+  name: "fc"
+  type: "InnerProduct"
+  bottom: "data"
+  top: "fc"
+}
+I0101 10:00:00.100000  1 net.cpp:51] Initializing net from parameters:
+name: "toy"
+state {
+  phase: TEST
+}
+layer {
+  name: "testonly"
+  type: "Power"
+  bottom: "fc"
+  top: "p"
+  include {
+    phase: TEST
+  }
+}
+I0101 10:00:01.000000  1 solver.cpp:330] Iteration 0, Testing net (#0)
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer data, top blob data data: 0.5
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer fc, top blob fc data: 0.3
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer testonly, top blob p data: -nan
+I0101 10:00:01.000000  1 solver.cpp:397]     Test net output #0: p = -nan
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer data, top blob data data: 0.5
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer fc, top blob fc data: 0.3
+I0101 10:00:01.000000  1 net.cpp:608]     [Forward] Layer loss, top blob loss data: 2.3
+I0101 10:00:01.000000  1 net.cpp:636]     [Backward] Layer loss, bottom blob fc diff: 0.1
+I0101 10:00:01.000000  1 solver.cpp:228] Iteration 0, loss = 2.3
+I0101 10:00:01.000000  1 solver.cpp:244]     Train net output #0: loss = 2.3 (* 1 = 2.3 loss)
+I0101 10:00:01.000000  1 sgd_solver.cpp:106] Iteration 0, lr = 0.01
+I0101 10:00:02.000000  1 net.cpp:608]     [Forward] Layer data, top blob data data: 0.6
+I0101 10:00:02.000000  1 net.cpp:608]     [Forward] Layer fc, top blob fc data: 0.2
+I0101 10:00:02.000000  1 net.cpp:608]     [Forward] Layer loss, top blob loss data: 2.2
+I0101 10:00:02.000000  1 solver.cpp:228] Iteration 1, loss = 2.2
+I0101 10:00:02.000000  1 sgd_solver.cpp:106] Iteration 1, lr = 0.01
+I0101 10:00:03.000000  1 net.cpp:608]     [Forward] Layer data, top blob data data: nan
+I0101 10:00:03.000000  1 net.cpp:608]     [Forward] Layer fc, top blob fc data: nan
+I0101 10:00:03.000000  1 net.cpp:608]     [Forward] Layer loss, top blob loss data: nan
+I0101 10:00:03.000000  1 solver.cpp:228] Iteration 2, loss = nan
+"""
+)
+
+
+def test_test_net_debug_lines_stay_out_of_the_training_attribution():
+    log = parse_log(TEST_AND_TRAIN_DEBUG)
+    train, test = log.first_bad_debug, log.first_bad_test_debug
+    assert (train.layer, train.direction, train.iteration, train.test_net) == ("data", "forward", 2, None)
+    assert (test.layer, test.iteration, test.test_net, test.line) == ("testonly", 0, 0, 34)
+    verdict = diagnose(log, "toy.log")
+    assert verdict.iteration == 2 and verdict.details["first"]["what"] == "loss"
+    assert verdict.details["first_layer"]["layer"] == "data"
+    assert verdict.cause.id == "bad_input"
+    assert not any("testonly" in e for e in verdict.evidence)
+
+
+def test_a_nan_only_in_the_test_net_is_credited_to_the_test_pass():
+    clean_training = [line for line in TEST_AND_TRAIN_DEBUG if "10:00:03" not in line]
+    verdict = diagnose(parse_log(clean_training), "toy.log")
+    assert verdict.details["first"]["what"] == "test output p"
+    assert verdict.details["first_layer"]["test_net"] == 0
+    assert verdict.cause.id == "sparsity"  # the Power layer that only the test net has
+    assert any(
+        "layer testonly (Power), top blob p = -nan (test net #0 at iteration 0, line 34)" in e
+        for e in verdict.evidence
+    )
+
+
 def test_update_lines_belong_to_the_iteration_they_follow():
     text = lines(
         """

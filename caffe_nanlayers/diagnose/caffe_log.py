@@ -23,6 +23,8 @@ _LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _NUM)
 _LR = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, lr = " + _NUM)
 _OUTPUT = re.compile(r"(Train|Test) net output #(\d+): (\S+) = " + _NUM + r"(?: \(\* " + _NUM + r" = )?")
 _TESTING = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, Testing net \(#(\d+)\)")
+# What Solver::Test prints once its forward passes are done: from here on, debug lines are training's.
+_TEST_PASS_END = ("Test net output #", "Test loss:", "Test interrupted")
 _FORWARD = re.compile(r"\[Forward\] Layer (.+?), (top blob|param blob) (\S+) data: " + _NUM)
 _BACKWARD = re.compile(r"\[Backward\] Layer (.+?), (bottom blob|param blob) (\S+) diff: " + _NUM)
 _ALL_PARAMS = re.compile(
@@ -83,6 +85,7 @@ class DebugReading:
     value: float
     text: str
     line: int
+    test_net: int | None = None  # printed by test net #k's forward pass, not by training
 
     @property
     def finite(self) -> bool:
@@ -96,6 +99,7 @@ class DebugReading:
             "blob": self.blob,
             "value": self.text if not self.finite else self.value,
             "line": self.line,
+            "test_net": self.test_net,
         }
 
 
@@ -111,7 +115,9 @@ class TrainingLog:
     param_diff_norms: list[Reading] = dataclasses.field(default_factory=list)  # L2 of all gradients
     solver: dict[str, str] = dataclasses.field(default_factory=dict)
     layer_types: dict[str, str] = dataclasses.field(default_factory=dict)
-    first_bad_debug: DebugReading | None = None
+    first_bad_debug: DebugReading | None = None  # of training (forward, backward, update)
+    # A net with debug_info prints its test passes too: those lines are the test net's, never training's.
+    first_bad_test_debug: DebugReading | None = None
     debug_lines: int = 0
     lines: int = 0
     recognized: int = 0
@@ -155,6 +161,7 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
     pending_debug: list[DebugReading] = []
     iteration = 0
     testing = False
+    test_net: int | None = None  # inside test net #k's forward passes (their debug lines are its)
     for number, raw in enumerate(lines, 1):
         log.lines = number
         line = raw.rstrip("\r\n")
@@ -178,11 +185,12 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
             match = _TESTING.search(body)
             if match:
                 iteration, testing = int(match.group(1)), True
+                test_net = int(match.group(2))
                 log.recognized += 1
                 continue
             match = _LOSS.search(body)
             if match:
-                iteration, testing = int(match.group(1)), False
+                iteration, testing, test_net = int(match.group(1)), False, None
                 reading = _reading(iteration, match.group(2), number)
                 if reading is not None:
                     log.losses.append(reading)
@@ -197,6 +205,8 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
                     log.lrs.append(reading)
                     log.recognized += 1
                 continue
+        if test_net is not None and any(end in body for end in _TEST_PASS_END):
+            test_net = None
         if "net output #" in body:
             match = _OUTPUT.search(body)
             if match:
@@ -216,7 +226,12 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
             if debug is not None:
                 log.recognized += 1
                 log.debug_lines += 1
-                if debug.direction == "update":
+                if test_net is not None:
+                    if log.first_bad_test_debug is None and not debug.finite:
+                        log.first_bad_test_debug = dataclasses.replace(
+                            debug, iteration=iteration, test_net=test_net
+                        )
+                elif debug.direction == "update":
                     # [Update] lines follow their iteration's loss and lr lines.
                     _settle_debug([debug], iteration, log)
                 else:

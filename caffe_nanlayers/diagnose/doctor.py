@@ -35,7 +35,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
 
     what, reading = first
     details["first"] = {"what": what, **reading.as_dict()}
-    layer = log.first_bad_debug
+    layer = _first_bad_layer(log, what)
     if layer is not None:
         details["first_layer"] = {**layer.as_dict(), "type": log.layer_types.get(layer.layer)}
     diagnosis = Diagnosis(
@@ -67,19 +67,33 @@ def _first_nonfinite(log: TrainingLog) -> tuple[str, Reading] | None:
     return min(candidates, key=lambda c: c[1].line) if candidates else None
 
 
+def _first_bad_layer(log: TrainingLog, what: str):
+    """The debug_info line that names the layer: the test net's for a NaN seen only in testing.
+
+    A test net prints its own debug lines (forward only) when debug_info is on; they never
+    explain a training NaN, and a training NaN is never found in them.
+    """
+    return log.first_bad_test_debug if what.startswith("test output") else log.first_bad_debug
+
+
 def _before(readings: list[Reading], line: int) -> list[float]:
     return [r.value for r in readings if r.line < line]
 
 
 def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis):
     evidence = diagnosis.evidence
-    layer = log.first_bad_debug
+    layer = _first_bad_layer(log, what)
     layer_type = log.layer_types.get(layer.layer) if layer else None
     if layer is not None:
         kind = f" ({layer_type})" if layer_type else ""
+        where = (
+            f"test net #{layer.test_net} at iteration {layer.iteration}"
+            if layer.test_net is not None
+            else f"iteration {layer.iteration}"
+        )
         evidence.append(
             f"debug_info: first non-finite {layer.direction} value in layer {layer.layer}{kind}, "
-            f"{layer.blob} = {layer.text} (iteration {layer.iteration}, line {layer.line})"
+            f"{layer.blob} = {layer.text} ({where}, line {layer.line})"
         )
 
     if what == "lr":
