@@ -105,12 +105,38 @@ layer { name: "drop3" type: "Dropout" bottom: "x" top: "x"
 }
 # lint-prototxt: disable=NAN112
 layer { name: "drop4" type: "Dropout" bottom: "x" top: "x" dropout_param { dropout_ratio: 1 } }
+layer {  # lint-prototxt: disable=NAN112 the ratio is on purpose
+  name: "drop5" type: "Dropout" bottom: "x" top: "x"
+  dropout_param { dropout_ratio: 1 }
+}
 """,
     )
-    data = json.loads(run(capsys, "--json", "--select", "NAN112", net)[1])
-    assert [d["line"] for d in data] == [11]  # only drop3 is not silenced
+    _, out, err = run(capsys, "--json", "--select", "NAN112", net)
+    assert [d["line"] for d in json.loads(out)] == [11]  # only drop3 is not silenced
+    assert err == ""  # every code named is a rule's, and the words after them are a reason
     whole = write("file.prototxt", "# lint-prototxt: disable-file=all\n" + POLY_BAD)
     assert run(capsys, whole)[0] == 0
+
+
+def test_a_disable_that_names_no_rule_is_a_note(capsys, write):
+    """As ruff does for an unknown noqa code: it silences nothing, the user is told, the exit code stays."""
+    net = write(
+        "net.prototxt",
+        'layer { name: "d" type: "Dropout" bottom: "x" top: "x"  # lint-prototxt: disable=NAN999,NAN3\n'
+        "  dropout_param { dropout_ratio: 1 } }\n"
+        "# lint-prototxt: disable=nan\n"
+        'layer { name: "r" type: "ReLU" bottom: "x" top: "x" }\n',
+    )
+    code, out, err = run(capsys, "--no-schema", net)
+    assert code == 1 and "NAN112" in out  # not silenced
+    assert err.splitlines() == [
+        f"note: {net}:1:57: unknown rule code or prefix '{bad}' in a lint-prototxt disable comment "
+        "(see --list-rules): it silences nothing"
+        for bad in ("NAN999", "NAN3")
+    ] + [
+        f"note: {net}:3:1: unknown rule code or prefix 'NAN' in a lint-prototxt disable comment "
+        "(see --list-rules): it silences nothing"
+    ]
 
 
 def test_syntax_error_is_one_line_exit_2(capsys, write):

@@ -237,6 +237,13 @@ class Linter:
             for node in inline:
                 findings += self._run("net", self._net_context(path, node, True), path)
         silenced = suppressions(document)
+        for line, col, pattern in silenced.named:
+            if pattern == "ALL" or (pattern[-1].isdigit() and any(c.startswith(pattern) for c in RULES)):
+                continue
+            self.report.notes.append(
+                f"note: {path}:{line}:{col}: unknown rule code or prefix '{pattern}' in a lint-prototxt "
+                "disable comment (see --list-rules): it silences nothing"
+            )
         unique = sorted(set(findings), key=lambda f: (f.line, f.column, f.code, f.message))
         self.report.findings.extend(f for f in unique if not silenced.silences(f))
         self.report.files += 1

@@ -4,11 +4,16 @@ Where the comment is decides what it silences, like the ``noqa`` habits of
 flake8 and ruff:
 
 - after a field, on the same line: that line;
-- on its own line inside a ``layer { }`` (or V1 ``layers { }``): that layer;
+- after the ``{`` that opens a ``layer`` (or V1 ``layers``), or on its own
+  line inside one: that layer;
 - on its own line elsewhere: the next line;
 - ``# lint-prototxt: disable-file=CODE``: the whole file.
 
-Codes may be prefixes (``NAN1``) or ``all``.
+Codes may be prefixes (``NAN1``) or ``all``; the first word that is not a
+code ends the list, so a reason may follow (``disable=NAN101 stride on
+purpose``). A code or prefix that no rule has, or a directive with no code,
+silences nothing, and the linter says so in a note (as ruff warns about an
+unknown code in ``noqa``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,18 @@ from caffe_nanlayers.lint.model import Document
 _DIRECTIVE = re.compile(r"lint-prototxt\s*:\s*(disable|disable-file)\s*=\s*([A-Za-z0-9_,\s]+)")
 
 
+_CODE = re.compile(r"ALL|[A-Z]+[0-9]+")
+
+
 def _codes(text: str) -> list[str]:
-    return [c.strip().upper() for c in text.replace(" ", ",").split(",") if c.strip()]
+    """The codes that start ``text``, up to the first word that is not one; with none, that word."""
+    words = text.replace(",", " ").upper().split()
+    codes = []
+    for word in words:
+        if not _CODE.fullmatch(word):
+            break
+        codes.append(word)
+    return codes or words[:1]
 
 
 def _matches(code: str, patterns: list[str]) -> bool:
@@ -34,6 +49,7 @@ def _matches(code: str, patterns: list[str]) -> bool:
 class Suppressions:
     file_codes: list[str] = field(default_factory=list)
     ranges: list[tuple[int, int, list[str]]] = field(default_factory=list)  # (first, last line, codes)
+    named: list[tuple[int, int, str]] = field(default_factory=list)  # (line, column, code or stray word)
 
     def silences(self, finding: Finding) -> bool:
         if _matches(finding.code, self.file_codes):
@@ -70,12 +86,16 @@ def suppressions(document: Document) -> Suppressions:
         if not match:
             continue
         kind, codes = match.group(1), _codes(match.group(2))
+        result.named.extend((comment.line, comment.col, code) for code in codes)
+        codes = [c for c in codes if _CODE.fullmatch(c)]
+        spans = spans if spans is not None else _layer_spans(document)
         if kind == "disable-file":
             result.file_codes.extend(codes)
         elif comment.trailing:
-            result.ranges.append((comment.line, comment.line, codes))
+            opened = [s for s in spans if s[0] == comment.line]  # after a layer's '{': the layer
+            last = max((s[1] for s in opened), default=comment.line)
+            result.ranges.append((comment.line, last, codes))
         else:
-            spans = spans if spans is not None else _layer_spans(document)
             inside = [s for s in spans if s[0] <= comment.line <= s[1]]
             if inside:
                 first, last = max(inside)  # the innermost layer
