@@ -142,7 +142,7 @@ def _read(text: str, schema: Schema, label_key: str, fail) -> dict:
     if stripped.startswith("{"):
         try:
             value = json.loads(stripped)
-        except ValueError as json_error:
+        except (ValueError, RecursionError) as json_error:
             try:
                 value = ast.literal_eval(stripped)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -161,11 +161,20 @@ def _read(text: str, schema: Schema, label_key: str, fail) -> dict:
 
 
 def _validate(key: str, value, spec: Key, fail):
+    def to_float(number) -> float:
+        try:
+            return float(number)
+        except OverflowError:  # an integer literal of hundreds of digits
+            digits = len(str(abs(number)))
+            fail(
+                f"key {key!r} must be a number that fits a float, not an integer of {digits} digits", key=key
+            )
+
     kind = spec.kind
     ok = True
     if kind is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        value = to_float(value) if ok else value
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is bool or kind is str:
@@ -176,7 +185,7 @@ def _validate(key: str, value, spec: Key, fail):
             and len(value) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         )
-        value = (float(value[0]), float(value[1])) if ok else value
+        value = (to_float(value[0]), to_float(value[1])) if ok else value
     if not ok:
         fail(f"key {key!r} must be {_KIND_NAMES[kind]}, not {value!r} ({type(value).__name__})", key=key)
     if spec.choices and value not in spec.choices:

@@ -114,3 +114,16 @@ def test_no_label_key_means_dict_only():
 
 def test_float32_limits_are_exact():
     assert float(FLOAT32_MAX) == float.fromhex("0x1.fffffep+127")
+
+
+@pytest.mark.parametrize("text", ["{'threshold': %s}", '{"clip": [0, %s]}', "{'threshold': -%s}"])
+def test_integer_too_large_for_a_number_is_a_param_error(text):
+    with pytest.raises(
+        ParamError, match="must be a number that fits a float, not an integer of 400 digits; valid keys: "
+    ):
+        parse(text % ("9" * 400))
+
+
+def test_nesting_too_deep_is_a_param_error():
+    with pytest.raises(ParamError, match="not a valid dict literal"):
+        parse('{"label":' + "[" * 100_000 + "]" * 100_000 + "}")
