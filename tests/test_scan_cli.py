@@ -185,23 +185,35 @@ def test_limit_scans_the_first_records_only(caffe, workdir, capsys):
     assert found(report) == {("00000001", "data", "nonfinite")}
 
 
-def test_solver_test_phase_and_fixed_centre_crop(caffe, workdir, capsys):
-    # A NaN in a corner: TRAIN crops at random, so the scan checks the whole record and finds it;
-    # TEST crops the centre, which never holds it, so the net never sees it.
-    records = float_records(3, shape=(1, 4, 4), planted={1: [(0, np.nan)]})
+def test_the_crop_stays_and_is_the_centre_crop_in_train_and_test(caffe, workdir, capsys):
+    # Records larger than crop_size, of two sizes: Caffe shapes the batch by the crop, so without the
+    # crop the 5x6 records would not fit a batch shaped after the first, 4x4, record (a CHECK abort).
+    # TRAIN crops at a random offset: the scan takes TEST's centre crop, rows 1-2 and columns 1-2
+    # of a 4x4 record, columns 2-3 of a 5x6 one. A NaN in a corner is outside every centre crop.
+    shapes = [(1, 4, 4), (1, 5, 6)] * 3
+    records = [np.arange(h * w, dtype=np.float32).reshape(c, h, w) for c, h, w in shapes]
+    records[1][0, 2, 3] = np.nan  # inside the 5x6 centre crop
+    records[2][0, 0, 0] = np.inf  # a corner: no centre crop holds it
+    records[4][0, 1, 1] = -np.inf  # inside the 4x4 centre crop
     write_lmdb(workdir / "db", [float_datum(r) for r in records])
-    net = data_layer(
-        "db", 2, transform="transform_param { crop_size: 2 }", extra="include { phase: TRAIN }"
-    ) + data_layer("db", 2, transform="transform_param { crop_size: 2 }", extra="include { phase: TEST }")
+    crop = "transform_param { crop_size: 2 }"
+    net = data_layer("db", 2, transform=crop, extra="include { phase: TRAIN }") + data_layer(
+        "db", 2, transform=crop, extra="include { phase: TEST }"
+    )
     (workdir / "net.prototxt").write_text(net)
     (workdir / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nmax_iter: 1\n')
 
     train_code, train, _ = run_scan(capsys, "solver.prototxt")
     test_code, test, _ = run_scan(capsys, "solver.prototxt", "--phase", "test")
 
-    assert (train_code, found(train)) == (1, {("00000001", "data", "nonfinite")})
-    assert any("random crop turned off" in note for note in train["notes"])
-    assert (test_code, test["bad"], test["records_scanned"]) == (0, [], 3)
+    expected = {("00000001", "data", "nonfinite"), ("00000004", "data", "nonfinite")}
+    assert (train_code, found(train), train["records_scanned"]) == (1, expected, 6)
+    assert (test_code, found(test), test["records_scanned"]) == (1, expected, 6)
+    assert any("random crop made the centre crop" in note for note in train["notes"])
+    by_key = {b["key"]: b for b in train["bad"]}
+    # The values of the crop only: record 1's centre holds 8, 9, 14 (and the NaN at 15).
+    assert (by_key["00000001"]["nan"], by_key["00000001"]["min"], by_key["00000001"]["max"]) == (1, 8, 14)
+    assert (by_key["00000004"]["neginf"], by_key["00000004"]["min"], by_key["00000004"]["max"]) == (1, 6, 10)
 
 
 def test_corrupt_record_is_named_in_one_line(caffe, workdir, capsys):

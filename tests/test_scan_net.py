@@ -85,19 +85,19 @@ def test_deterministic_copy_in_train_drops_randomness_and_keeps_scale_and_mean(c
         False,
         0,
     )
-    assert not copy.transform_param.HasField("crop_size")
+    assert copy.transform_param.crop_size == 4 and copy.phase == pb2.TEST  # Caffe's centre crop
     assert (copy.transform_param.scale, list(copy.transform_param.mean_value)) == (0.5, [10.0])
     assert (
         original.transform_param.mirror and original.data_param.rand_skip == 100
     )  # the user's net is untouched
-    assert any("random crop turned off" in n for n in notes)
+    assert any("random crop made the centre crop" in n for n in notes)
     assert any("rand_skip turned off" in n for n in notes)
 
 
 def test_deterministic_copy_in_test_keeps_the_fixed_centre_crop_and_drops_hdf5_shuffle(caffe):
     pb2 = caffe_pb2()
     copy, notes = deterministic_copy(net(NET).layer[1], pb2, pb2.TEST)
-    assert copy.transform_param.crop_size == 4 and notes == []
+    assert copy.transform_param.crop_size == 4 and not copy.HasField("phase") and notes == []
     copy, notes = deterministic_copy(net(NET).layer[2], pb2, pb2.TRAIN)
     assert not copy.hdf5_data_param.shuffle and notes == ["layer 'staged': shuffle turned off"]
 

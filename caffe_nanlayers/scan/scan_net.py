@@ -4,10 +4,13 @@ The folk recipe for a NaN that comes "from the data" is: keep only the input
 layers, put a dummy loss on their tops, run it over every input. For that to
 name records, each position of each batch must be one known record, so the
 randomness Caffe adds is turned off: shuffling, ``rand_skip``, mirroring, and
-random cropping (in TRAIN Caffe crops at a random offset; the scan then
-checks the whole record, every pixel that some crop could take; in TEST the
-crop is the fixed centre crop, which the scan keeps). Scale, mean
-subtraction and fixed crops stay, because they are what the net sees.
+the random offset of the crop. The crop itself stays: it sets the shape of
+the batch, and without it records of different sizes (encoded images,
+ImageData without new_height/new_width) would not fit the batch that Caffe
+shapes after its first record. In TRAIN Caffe crops at a random offset, in
+TEST at the centre: a cropping layer of the scan net is given phase TEST,
+so its transformer takes the centre crop. Scale, mean subtraction and the
+crop are applied as Caffe applies them, because that is what the net sees.
 
 Everything here is protobuf manipulation on ``caffe_pb2`` messages: no Caffe
 runs, so each rule is unit-tested directly.
@@ -129,13 +132,6 @@ def deterministic_copy(layer, pb2, phase: int) -> tuple[object, list[str]]:
     if data.mirror:
         data.mirror = False
         turned_off("mirror turned off")
-    if phase == pb2.TRAIN:
-        for holder in (transform, data):
-            if holder.crop_size:
-                holder.ClearField("crop_size")
-                turned_off(
-                    "random crop turned off: the whole record is checked, every pixel a crop could take"
-                )
     if data.rand_skip:
         data.rand_skip = 0
         turned_off("rand_skip turned off")
@@ -153,9 +149,17 @@ def deterministic_copy(layer, pb2, phase: int) -> tuple[object, list[str]]:
         if image.mirror:
             image.mirror = False
             turned_off("mirror turned off")
-        if phase == pb2.TRAIN and image.crop_size:
-            image.ClearField("crop_size")
-            turned_off("random crop turned off: the whole record is checked, every pixel a crop could take")
+    # Caffe's DataTransformer crops at random in a layer of phase TRAIN and at the centre in TEST;
+    # a layer's own phase field, when set, wins over the net's. (Deprecated crop_size fields are
+    # moved into transform_param when Caffe upgrades the net.)
+    cropped = transform.crop_size or data.crop_size or copy.image_data_param.crop_size
+    layer_phase = copy.phase if copy.HasField("phase") else phase
+    if cropped and layer_phase == pb2.TRAIN and not is_python_data_layer(layer):
+        copy.phase = pb2.TEST
+        turned_off(
+            "random crop made the centre crop, as Caffe crops in TEST "
+            "(the crop stays: it is what the net sees)"
+        )
     return copy, notes
 
 
