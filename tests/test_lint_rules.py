@@ -214,6 +214,49 @@ def test_undefined_bottom_only_produced_in_another_phase():
     assert "only later, or only in other phases" in finding.message
 
 
+def undefined_bottoms(text: str) -> list[tuple[int, str]]:
+    report = lint_text(text, "b.prototxt", Options(select=["NAN110"]))
+    return [(f.line, f.message) for f in report.findings]
+
+
+TRAIN_ONLY_DATA = """
+layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+layer { name: "acc" type: "Accuracy" bottom: "fc" bottom: "label" top: "acc" include { phase: TEST } }
+"""
+
+
+def test_undefined_bottom_in_one_phase_only():
+    """A TRAIN-only data layer: training starts, and the first test aborts with 'Unknown bottom blob'."""
+    found = undefined_bottoms(TRAIN_ONLY_DATA)
+    assert [line for line, _ in found] == [3, 4, 5]  # data for fc, label for the loss, label for the accuracy
+    assert all("in the TEST phase no earlier layer produces it" in message for _, message in found[:2])
+    assert "only later, or only in other phases" in found[2][1]  # the accuracy exists in TEST alone
+    test_data = 'layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TEST } }\n'
+    assert undefined_bottoms(TRAIN_ONLY_DATA + test_data) != []  # after its readers: still missing
+    assert undefined_bottoms(test_data + TRAIN_ONLY_DATA) == []
+
+
+STAGED = """
+LAYER { name: "train" type: DATA top: "data" include { phase: TRAIN } }
+LAYER { name: "on-train" type: DATA top: "data" include: { phase: TEST stage: "test-on-train" } }
+LAYER { name: "on-test" type: DATA top: "data" include: { phase: TEST stage: "test-on-test" } }
+LAYER { name: "fc" type: FC bottom: "data" top: "fc" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("layer", "data", "fc"), [("layer", '"Data"', '"InnerProduct"'), ("layers", "DATA", "INNER_PRODUCT")]
+)
+def test_undefined_bottom_stages_are_alternatives(layer, data, fc):
+    """As in BVLC's mnist_autoencoder: TEST data exists only in the stages the solver's test_state names."""
+    text = STAGED.replace("LAYER", layer).replace("DATA", data).replace("FC", fc)
+    assert undefined_bottoms(text) == []
+    train_only = "\n".join(line for line in text.splitlines() if "phase: TEST" not in line)
+    assert [line for line, _ in undefined_bottoms(train_only)] == [3]
+
+
 def test_frozen_layers_need_no_filler():
     text = """
         layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { lr_mult: 0 }

@@ -1,9 +1,13 @@
 """A bottom blob that no earlier layer produces (and no ``input:`` declares).
 
-Caffe stops at start-up with "Unknown bottom blob": a typo in a blob name, or
-a layer moved above its producer. Layers that only exist in some phases are
-taken into account: a bottom is reported only when it is missing in every
-phase (and stage) in which its layer exists.
+Caffe stops at start-up with "Unknown bottom blob": a typo in a blob name, a
+layer moved above its producer, or a producer that exists in one phase only
+(a data layer with ``include { phase: TRAIN }`` and no TEST counterpart:
+training starts, and the first test aborts). Each phase is checked on its own,
+with the layers Caffe keeps in it (include/exclude rules). Stages are
+alternatives a solver chooses from (``test_state { stage: ... }``): a bottom
+counts as missing in a phase only when it is missing in every stage set of that
+phase in which its layer exists.
 
 Fix: correct the name, or move the layer after the one that produces it.
 
@@ -13,14 +17,28 @@ PASS::
     layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
             inner_product_param { num_output: 2 } }
 
+PASS::
+
+    layer { name: "data" type: "Data" top: "data" include { phase: TRAIN } }
+    layer { name: "data" type: "Data" top: "data" include { phase: TEST } }
+    layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+            inner_product_param { num_output: 2 } }
+
 FAIL::
 
     layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }
     layer { name: "fc" type: "InnerProduct" bottom: "dta" top: "fc"
             inner_product_param { num_output: 2 } }
+
+FAIL::
+
+    layer { name: "data" type: "Data" top: "data" include { phase: TRAIN } }
+    layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+            inner_product_param { num_output: 2 } }
 """
 
 from caffe_nanlayers.lint.context import Problem
+from caffe_nanlayers.lint.net import PHASES
 from caffe_nanlayers.lint.schema import suggest
 
 CODE = "NAN110"
@@ -33,8 +51,8 @@ SUMMARY = "Bottom blob that no earlier layer produces: Caffe aborts with 'Unknow
 def check(ctx):
     net = ctx.net
     declared = {i.name for i in net.inputs}
-    missing: dict[tuple[int, int], set] = {}  # (layer index, bottom position) -> states where missing
-    present_somewhere: set[tuple[int, int]] = set()
+    # (layer index, bottom position) -> phase -> whether the bottom is there in some state of that phase
+    found: dict[tuple[int, int], dict[str, bool]] = {}
     known_anywhere = set(declared)
     for layer in net.layers:
         known_anywhere.update(t.value for t in layer.tops)
@@ -42,17 +60,24 @@ def check(ctx):
         available = set(declared)
         for layer in net.layers_in(state):
             for i, bottom in enumerate(layer.bottoms):
-                key = (layer.index, i)
-                if bottom.value in available:
-                    present_somewhere.add(key)
-                else:
-                    missing.setdefault(key, set()).add(state)
+                by_phase = found.setdefault((layer.index, i), {})
+                by_phase[state.phase] = by_phase.get(state.phase, False) or bottom.value in available
             available.update(t.value for t in layer.tops)
-    for (index, i), _states in sorted(missing.items()):
-        if (index, i) in present_somewhere:
+    for (index, i), by_phase in sorted(found.items()):
+        missing = [phase for phase in PHASES if by_phase.get(phase) is False]
+        if not missing:
             continue
         layer = net.layers[index]
         bottom = layer.bottoms[i]
+        if len(missing) < len(by_phase):
+            (phase,) = missing
+            yield Problem(
+                bottom,
+                f"layer '{layer.name}' reads bottom '{bottom.value}', but in the {phase} phase no earlier "
+                f"layer produces it: Caffe aborts with 'Unknown bottom blob' when it builds the {phase} net",
+                at_value=True,
+            )
+            continue
         if bottom.value in known_anywhere:
             detail = "it is produced only later, or only in other phases"
         else:
