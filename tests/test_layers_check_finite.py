@@ -205,6 +205,45 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "x" top: "loss" }
     assert (net.blobs["x"].diff == 42).all()  # propagate_down false for x: left alone
 
 
+# Two bottoms, only one of which needs a gradient: x is an input (no
+# force_backward), h the output of a layer with weights. Caffe then calls the
+# check's backward with propagate_down [False, True], and a NaN target for x2
+# makes the gradient arriving at x2 NaN.
+HALF_BACKWARD = """
+name: "half_backward"
+layer { name: "in" type: "Input" top: "x" top: "u" top: "tx" top: "th"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
+                      shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
+layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
+%s
+layer { name: "loss_x" type: "EuclideanLoss" bottom: "x2" bottom: "tx" top: "loss_x" }
+layer { name: "loss_h" type: "EuclideanLoss" bottom: "h2" bottom: "th" top: "loss_h" }
+"""
+
+
+@pytest.mark.parametrize("mode", ["raise", "warn"])
+def test_backward_checks_a_top_whose_bottom_gets_no_gradient(make_net, mode, caplog):
+    # The snippet this layer replaces checks only when propagate_down is
+    # false; this check must fire then too, not only when it is true.
+    check = python_layer("check", "CheckFiniteLayer", ["x", "h"], ["x2", "h2"], f"{{'mode': '{mode}'}}")
+    net = make_net(HALF_BACKWARD % check)
+    net.blobs["tx"].data[0, 1] = np.nan
+    net.forward()
+    net.blobs["x"].diff[...] = 42
+    with caplog.at_level(logging.WARNING, logger="caffe_nanlayers.layers"):
+        if mode == "raise":
+            with pytest.raises(NonFiniteError) as err:
+                net.backward()
+            assert (err.value.direction, err.value.blob_index, err.value.blob_name) == ("backward", 0, "x2")
+            return
+        net.backward()
+    (record,) = caplog.records
+    assert "backward" in record.getMessage() and "top 0 'x2'" in record.getMessage()
+    assert (net.blobs["x"].diff == 42).all()  # propagate_down was false for x: left alone
+    assert np.array_equal(net.blobs["h"].diff, net.blobs["h2"].diff)
+
+
 def test_several_bottoms_name_each_bad_one(make_net):
     text = (
         'name: "m" layer { name: "in" type: "Input" top: "a" top: "b" top: "c"\n'

@@ -160,6 +160,75 @@ def test_nonfinite_zero_with_global_scope_does_not_clip_the_zeroed_good_bottom(m
     assert (layer.nonfinite_events, layer.clip_events, layer.last_norms, layer.max_norm) == (1, 0, [], 0.0)
 
 
+def test_nonfinite_pass_with_blob_scope_clips_the_good_bottom_only(make_net):
+    net, layer, tops = clip_net(
+        make_net, "{'threshold': 1.0, 'nonfinite': 'pass', 'scope': 'blob'}", shapes=((3,), (2, 2))
+    )
+    g0, g1 = gradient(4.0, (3,)), gradient(0.5, (2, 2))
+    g1[1, 1] = -np.inf
+    backward_with(net, tops, [g0, g1])
+    assert np.allclose(net.blobs["x0"].diff, g0 / 4, rtol=1e-6)
+    assert np.array_equal(net.blobs["x1"].diff, g1)  # passed on unchanged, -Inf included
+    assert (layer.nonfinite_events, layer.clip_events) == (1, 1)
+    assert layer.last_norms == [pytest.approx(4.0, rel=1e-6)]
+
+
+def test_value_mode_with_global_scope_clips_every_bottom_elementwise(make_net):
+    net, layer, tops = clip_net(make_net, "{'threshold': 0.5, 'mode': 'value'}", shapes=((3,), (2,)))
+    backward_with(net, tops, [np.array([0.25, -0.75, 0.5], np.float32), np.array([-7.0, 0.1], np.float32)])
+    assert net.blobs["x0"].diff.tolist() == [0.25, -0.5, 0.5]
+    assert net.blobs["x1"].diff.tolist() == [-0.5, pytest.approx(0.1)]
+    assert layer.clip_events == 1 and layer.last_norms == [7.0]
+
+
+def test_json_param_str(make_net):
+    net, layer, tops = clip_net(
+        make_net, '{"threshold": 2, "scope": "blob", "log_every": 0}', shapes=((3,), (2,))
+    )
+    assert (layer.threshold, layer.params["scope"]) == (2.0, "blob")
+    backward_with(net, tops, [gradient(4.0, (3,)), gradient(1.0, (2,))])
+    assert np.linalg.norm(net.blobs["x0"].diff) == pytest.approx(2.0, rel=1e-6)
+    assert layer.clip_events == 1
+
+
+# Two bottoms, only one of which needs a gradient: x is an input (no
+# force_backward), h the output of a layer with weights. Caffe then calls the
+# layer's backward with propagate_down [False, True]. The losses make the
+# gradient arriving at x2 and h2 whatever the test puts in tx and th.
+HALF_BACKWARD = """
+name: "half_backward"
+layer { name: "in" type: "Input" top: "x" top: "u" top: "tx" top: "th"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
+                      shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
+layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
+        inner_product_param { num_output: 3 bias_term: false } }
+%s
+layer { name: "loss_x" type: "EuclideanLoss" bottom: "x2" bottom: "tx" top: "loss_x" }
+layer { name: "loss_h" type: "EuclideanLoss" bottom: "h2" bottom: "th" top: "loss_h" }
+"""
+
+
+def test_propagate_down_false_bottom_is_left_alone_and_out_of_the_norm(make_net):
+    net = make_net(
+        HALF_BACKWARD
+        % python_layer("clip", "GradientClipLayer", ["x", "h"], ["x2", "h2"], "{'threshold': 1.0}")
+    )
+    layer = net.layer_dict["clip"]
+    gx, gh = gradient(100.0, (2, 3)), gradient(0.5, (2, 3), seed=1)
+    # x = 0 and u = 0 (so h = 0: no bias); EuclideanLoss sends (bottom - target) / batch size 2.
+    net.blobs["x"].data[...] = 0
+    net.blobs["u"].data[...] = 0
+    net.blobs["tx"].data[...] = -2 * gx
+    net.blobs["th"].data[...] = -2 * gh
+    net.forward()
+    net.blobs["x"].diff[...] = 42
+    net.backward()
+    assert np.array_equal(net.blobs["h2"].diff, gh)
+    assert np.array_equal(net.blobs["h"].diff, gh)  # 0.5 < 1: the large gradient at x2 is not counted
+    assert (net.blobs["x"].diff == 42).all()
+    assert layer.last_norms == [pytest.approx(0.5, rel=1e-6)] and layer.clip_events == 0
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 def test_zero_size_bottom(make_net, in_place):
     # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.

@@ -113,6 +113,44 @@ def test_mode_warn_logs_each_bad_batch(make_net, caplog):
     )
 
 
+def test_json_param_str(make_net):
+    net, layer, _ = sanitizer_net(make_net, '{"nan": -1, "posinf": 9, "neginf": -9, "mode": "warn"}')
+    net.blobs["x0"].data[...] = BAD
+    net.forward()
+    assert net.blobs["x0"].data.tolist() == [[1.0, -1.0, 9.0, -9.0], [-50.0, 0.5, -1.0, 20.0]]
+    assert layer.params["mode"] == "warn"
+
+
+# x is an input (no force_backward) and h the output of a layer with weights:
+# Caffe calls the sanitizer's backward with propagate_down [False, True].
+HALF_BACKWARD = """
+name: "half_backward"
+layer { name: "in" type: "Input" top: "x" top: "u" top: "t"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
+layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
+        inner_product_param { num_output: 3 bias_term: false } }
+%s
+layer { name: "sum" type: "Eltwise" bottom: "x2" bottom: "h2" top: "s" }
+layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "t" top: "loss" }
+"""
+
+
+def test_propagate_down_false_bottom_is_left_alone(make_net):
+    sanitize = python_layer("sanitize", "InputSanitizerLayer", ["x", "h"], ["x2", "h2"], "{'clip': [-1, 1]}")
+    text = HALF_BACKWARD % sanitize
+    net = make_net(text)
+    net.params["h"][0].data[...] = np.eye(3)  # h = u
+    net.blobs["x"].data[...] = [[np.nan, 0, 0], [0, 0, np.inf]]
+    net.blobs["u"].data[...] = [[0.5, 5, 0], [0, 0, 0]]
+    net.blobs["t"].data[...] = -4
+    net.forward()
+    net.blobs["x"].diff[...] = 42
+    net.backward()
+    assert (net.blobs["x"].diff == 42).all()  # not even zeroed where x was replaced
+    h2 = net.blobs["h2"].diff
+    assert h2.all() and np.array_equal(net.blobs["h"].diff, np.where([[0, 1, 0], [0, 0, 0]], 0, h2))
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 def test_zero_size_bottom_is_skipped_and_the_others_sanitized(make_net, in_place):
     # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
