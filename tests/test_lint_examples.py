@@ -68,6 +68,15 @@ def test_faulty_lint_examples_with_the_schema(name, caffe):
     assert sorted(expected) == sorted({code for _, _, code, _ in found})
 
 
+def test_missing_bias_filler_names_another_layer_even_under_the_same_name():
+    """train_val_bad has two layers named 'fc1': the one without bias_filler points at the other, by line."""
+    report = lint(LINT / "train_val_bad.prototxt", select=["NAN103"])
+    messages = {f.line: f.message for f in report.findings}
+    assert messages[46] == (
+        "InnerProduct 'fc1' has a bias and no bias_filler (as 'fc1' on line 58 does): it starts at constant 0"
+    )
+
+
 def test_every_faulty_lint_example_is_pinned():
     assert sorted(p.name for p in LINT.glob("*_bad*.prototxt")) == sorted(PINNED)
 

@@ -50,7 +50,8 @@ def check(ctx):
     stated = [layer for layer, param in layers if param is not None and param.get("bias_filler") is not None]
     if not stated:
         return  # the net relies on Caffe's zero bias everywhere: a deliberate default
-    example = f" (as '{stated[0].name}' does)"
+    # The line too: two layers may share a name, and the example must not read as the layer itself.
+    example = f" (as '{stated[0].name}' on line {stated[0].line} does)"
     for layer, param in layers:
         if param is not None and (param.flag("bias_term") is False or param.get("bias_filler") is not None):
             continue
