@@ -334,6 +334,21 @@ def test_python_data_layer_is_scanned_batch_by_batch(caffe, workdir, capsys, mon
     assert any("scanned batch by batch" in note for note in report["notes"])
 
 
+def test_limit_counts_the_records_of_a_python_data_layer(caffe, workdir, capsys, monkeypatch):
+    (workdir / "my_batches.py").write_text(PYTHON_DATA_LAYER)
+    monkeypatch.syspath_prepend(str(workdir))
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "py" type: "Python" top: "data"\n'
+        '  python_param { module: "my_batches" layer: "Batches" } }\n'
+    )
+
+    # Batches of 3: records 0-2, then 3-4 of the second batch; its NaN is item 2, record 5.
+    code, report, _ = run_scan(capsys, "net.prototxt", "--limit", "5")
+    assert (code, report["records_scanned"], report["bad"]) == (0, 5, [])
+    code, report, _ = run_scan(capsys, "net.prototxt", "--limit", "6")
+    assert (code, report["records_scanned"], len(report["bad"])) == (1, 6, 1)
+
+
 def test_image_data_needs_a_caffe_built_with_it(caffe, workdir, capsys):
     if "ImageData" in caffe.layer_type_list():
         pytest.skip("this Caffe has ImageData (built with OpenCV): the message is for those without")

@@ -64,8 +64,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=_positive,
         default=DEFAULT_PYTHON_BATCHES,
         metavar="N",
-        help="batches to draw from Python data layers when no other source sets the pass "
-        f"(default {DEFAULT_PYTHON_BATCHES})",
+        help="batches to draw from Python data layers when neither --limit nor another source "
+        f"sets the pass (default {DEFAULT_PYTHON_BATCHES})",
     )
     parser.add_argument(
         "--json", action="store_const", const="json", dest="format", help="same as --format json"

@@ -27,7 +27,9 @@ def scan_layer_of(net):
 def run_scan_net(report, net_text: str, phase: str, forwards: int) -> list[int]:
     """Run ``forwards`` forward passes of the scan net; return the records scanned per source.
 
-    The findings travel in the progress messages.
+    Stops earlier once every source has given all its records (``forwards`` is an upper bound
+    when a Python layer, whose batch size only its blob tells, has a record count). The
+    findings travel in the progress messages.
     """
     caffe = import_caffe()
     # The user's Python data layers: an import that fails or an error they raise is one line naming them.
@@ -35,17 +37,22 @@ def run_scan_net(report, net_text: str, phase: str, forwards: int) -> list[int]:
         with prototxt_file(net_text) as path:
             net = caffe.Net(path, phase_of(phase))
         scanner = scan_layer_of(net)
+        wanted = [source["records"] for source in scanner.sources]
         sent = 0
         last_report = time.monotonic()
         for done in range(1, forwards + 1):
             net.forward()
+            finished = None not in wanted and all(n >= w for n, w in zip(scanner.scanned, wanted))
             now = time.monotonic()
             if (
                 done in (1, forwards)
+                or finished
                 or len(scanner.findings) > sent
                 or now - last_report >= PROGRESS_INTERVAL_S
             ):
                 report(("progress", done, sum(scanner.scanned), scanner.findings[sent:]))
                 sent = len(scanner.findings)
                 last_report = now
+            if finished:
+                break
     return list(scanner.scanned)

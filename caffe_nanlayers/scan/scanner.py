@@ -52,8 +52,13 @@ def _net_state(resolved, phase_name: str):
 
 
 def plan_forwards(sources: list[Source], planned: list[int | None], python_batches: int) -> int:
-    """Forward passes for one pass of every source of known size (Python layers alone: ``python_batches``)."""
-    known = [math.ceil(n / s.batch_size) for s, n in zip(sources, planned) if n is not None]
+    """Forward passes for one pass of every source of known size (Python layers alone: ``python_batches``).
+
+    A Python layer given ``--limit`` has a known count but a batch size that only its blob tells:
+    the plan then bounds it by one record per batch, and the runner stops as soon as every
+    source has given its records.
+    """
+    known = [math.ceil(n / (s.batch_size or 1)) for s, n in zip(sources, planned) if n is not None]
     return max(known) if known else python_batches
 
 
@@ -104,9 +109,8 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress) -> ScanR
                     f"layer {layer.name!r} is a Python data layer: its size is unknown, so it is scanned "
                     "batch by batch and its records are named by batch and item"
                 )
-        planned = [
-            s.records if s.records is None or limit is None else min(s.records, limit) for s in sources
-        ]
+        # A Python layer's size is unknown: --limit is its count, else --python-batches decides.
+        planned = [limit if s.records is None else min(s.records, limit or s.records) for s in sources]
         forwards = plan_forwards(sources, planned, python_batches)
         config = {
             "sources": [{"batch_size": s.batch_size, "records": n} for s, n in zip(sources, planned)],
