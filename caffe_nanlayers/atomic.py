@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -27,13 +28,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes the file private (0600); the result must have the mode open() would give it.
+        os.fchmod(fd, _mode_for(target))
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _mode_for(target: Path) -> int:
+    """The mode of the file it replaces, else what open() would create: 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    umask = os.umask(0o022)  # the only way to read it is to set it: put it back at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:

@@ -1,5 +1,8 @@
 """Reading nets and solvers for the tools that run them, with real caffe_pb2."""
 
+import os
+import stat
+
 import pytest
 
 from caffe_nanlayers import proto_io
@@ -67,3 +70,17 @@ def test_write_atomic_replaces_whole_file(tmp_path):
     write_atomic(target, b"second")
     assert target.read_text() == "second"
     assert [p.name for p in target.parent.iterdir()] == ["report.txt"]
+
+
+def test_write_atomic_gives_the_mode_open_would_or_keeps_the_targets(tmp_path):
+    old_umask = os.umask(0o027)
+    try:
+        fresh = write_atomic(tmp_path / "fresh.txt", "x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640  # 0o666 & ~0o027, as open() gives
+        kept = tmp_path / "kept.sh"
+        kept.write_text("old")
+        kept.chmod(0o755)
+        write_atomic(kept, "new")
+        assert (stat.S_IMODE(kept.stat().st_mode), kept.read_text()) == (0o755, "new")
+    finally:
+        os.umask(old_umask)
