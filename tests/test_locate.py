@@ -142,6 +142,23 @@ def test_cli_explosion_keeps_the_last_good_weights(caffe, tmp_path, capsys):
     assert np.abs(net.params["fc1"][0].data).max() > 1.0  # trained weights, not the fillers' draw
 
 
+def test_cli_text_names_every_file_it_wrote(caffe, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert locate_main([str(CHECK_FINITE / "solver_bad.prototxt"), "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    (saved,) = [line for line in text.splitlines() if "saved " in line]
+    files = {
+        "weights": out / "last_good_iter0.caffemodel",
+        "replay net": out / "replay_net.prototxt",
+        "report": out / "report.json",
+    }
+    dumps = list((out / "dumps").glob("*.npz"))
+    assert len(dumps) == 1
+    for path in [*files.values(), dumps[0]]:
+        assert str(path) in saved and path.is_file()
+    assert json.loads(files["report"].read_text())["saved"]["dump"] == str(dumps[0])
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -353,7 +353,14 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
         evidence.append(f"loss before: grew {loss_growth:.3g}x (from {losses[0]:.4g} to {losses[-1]:.4g})")
     for label, factor in exploded[:3]:
         evidence.append(f"gradient norm of {label} grew {factor:.3g}x")
-    evidence.append(f"last good weights saved to {weights_path}")
+    report_path = out_dir / "report.json"
+    saved["report"] = str(report_path)
+    written = [f"the last good weights {weights_path}"]
+    if "replay_net" in saved:
+        written.append(f"the replay net {saved['replay_net']}")
+    if "dump" in saved:
+        written.append(f"the offending blob {saved['dump']}")
+    evidence.append(f"saved {', '.join(written)}; this report as JSON in {report_path}")
     details = {
         "lr": lr if lr is not None and math.isfinite(lr) else (None if lr is None else str(lr)),
         "observed": observed,
@@ -370,8 +377,6 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
     diagnosis = Diagnosis(
         "locate", options.solver, True, summary, iteration=iteration, cause=cause(cause_id), evidence=evidence
     )
-    report_path = out_dir / "report.json"
-    saved["report"] = str(report_path)
     diagnosis.details = details
     write_atomic(report_path, diagnosis.to_json() + "\n")
     return diagnosis
