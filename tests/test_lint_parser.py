@@ -86,6 +86,13 @@ def test_end_line_of_messages():
         ("a: 1x", "1:4", "expected a number, found '1x'"),
         ("a: [1, 2", "1:9", "expected ',' or ']' in a list, found end of file"),
         ("a: @", "1:4", "expected a field, a value or a symbol, found character '@'"),
+        ("a: 1 \x01", "1:6", "expected a field, a value or a symbol, found character '\\x01'"),
+        ("a: 1 \u200b", "1:6", "expected a field, a value or a symbol, found character '\\u200b'"),
+        (
+            "\ufeffa: 1",
+            "1:1",
+            "expected a field, a value or a symbol, found a UTF-8 byte order mark (U+FEFF)",
+        ),
     ],
 )
 def test_syntax_errors_are_one_line_with_position(text, where, message):
@@ -106,6 +113,18 @@ def test_binary_file_is_a_user_error(tmp_path):
     path.write_bytes(b"name: 'x'\n\xff\xfe")
     with pytest.raises(PrototxtSyntaxError, match=r"junk.prototxt:2:1: expected UTF-8 text, found byte 0xff"):
         parse_file(str(path))
+
+
+def test_byte_order_mark_is_named_once_quoted(tmp_path):
+    """Caffe refuses a file saved with a BOM ('Failed to parse NetParameter file'): name the character."""
+    path = tmp_path / "bom.prototxt"
+    path.write_bytes("\ufeffname: 'x'\n".encode())
+    with pytest.raises(PrototxtSyntaxError) as info:
+        parse_file(str(path))
+    assert str(info.value).endswith(
+        ":1:1: expected a field, a value or a symbol, found a UTF-8 byte order mark (U+FEFF)"
+    )
+    assert "''" not in str(info.value)
 
 
 def test_missing_file_is_a_user_error(tmp_path):

@@ -93,6 +93,14 @@ def _decode_string(body: str, line: int, col: int) -> str:
     return "".join(out)
 
 
+def _escaped(ch: str) -> str:
+    """An unprintable character as its escape, without the quotes repr() would add."""
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def tokenize(text: str) -> tuple[list[Token], list[Comment]]:
     """All tokens of ``text`` (ending with an EOF token) and all its comments."""
     tokens: list[Token] = []
@@ -146,7 +154,10 @@ def tokenize(text: str) -> tuple[list[Token], list[Comment]]:
             tokens.append(Token(IDENT, m.group(0), line, col))
             i = m.end()
             continue
-        shown = repr(ch)[1:-1] if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else repr(ch)
+        if ch == "\ufeff":  # an editor's UTF-8 byte order mark; protobuf's parser, and so Caffe, refuses it
+            message = "expected a field, a value or a symbol, found a UTF-8 byte order mark (U+FEFF)"
+            raise TokenizeError(line, col, message)
+        shown = ch if ch.isprintable() else _escaped(ch)
         raise TokenizeError(line, col, f"expected a field, a value or a symbol, found character '{shown}'")
     tokens.append(Token(EOF, "", line, i - line_start + 1))
     return tokens, comments
