@@ -217,3 +217,27 @@ def test_a_python_layer_whose_module_is_missing_is_one_line_exit_2(caffe, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "layer 'py': cannot import its Python module 'their_missing_layers': ModuleNotFoundError" in err
+
+
+def test_only_the_update_overflowing_is_named_as_such(caffe, tmp_path):
+    # lr 3e38 times a gradient above 1.13 is past float32's 3.4e38: the loss and the gradients of
+    # iteration 0 are finite, the weights after its update are not.
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(
+        f'net: "{DIAGNOSE / "regression.prototxt"}"\nbase_lr: 3e38\nlr_policy: "fixed"\n'
+        "momentum: 0.9\nmax_iter: 5\nrandom_seed: 1\n"
+    )
+    verdict = run_locate(solver, tmp_path)
+    assert verdict.iteration == 0
+    assert [o.split(":")[0] for o in verdict.details["observed"]] == ["weights after the update non-finite"]
+    assert verdict.details["producer"] is None
+    assert verdict.cause.id == "update_overflow"
+    assert "base_lr" in verdict.cause.fix
+    assert any("lr 3e+38 × the gradient of" in e and "momentum 0.9" in e for e in verdict.evidence)
+
+
+@pytest.mark.parametrize(("iteration", "grad_growth"), [(0, None), (7, 3.0)])
+def test_choose_cause_update_overflow_at_any_iteration(iteration, grad_growth):
+    assert choose_cause(0.1, grad_growth, None, None, iteration, update_overflow=True) == "update_overflow"
+    assert choose_cause(0.1, 1e4, None, None, iteration, update_overflow=True) == "gradient_explosion"
+    assert choose_cause(float("inf"), None, None, None, iteration, update_overflow=True) == "lr_policy"

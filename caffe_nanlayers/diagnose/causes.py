@@ -47,6 +47,17 @@ CATALOGUE: dict[str, Cause] = {
             "fillers too (lint-prototxt).",
         ),
         Cause(
+            "update_overflow",
+            "the weight update overflowed (lr × gradient, with momentum)",
+            "The loss and every gradient were finite, yet weights were Inf/NaN after the update: the "
+            "step lr × gradient (accumulated with momentum in the solver's history) went past float32's "
+            "largest value, 3.4e38, or pushed a weight past it. It is a gradient explosion caught at its "
+            "last step, in the update rather than in the net.",
+            "Lower base_lr by at least 10x (and check its exponent: 1e3 where 1e-3 was meant); or clip: "
+            "clip_gradients in the solver, or a GradientClipLayer; lower momentum if it is close to 1; "
+            "keep weight_decay small and positive.",
+        ),
+        Cause(
             "bad_input",
             "bad input data (NaN/Inf or huge values in a batch)",
             "The loss was steady, then one batch made it NaN at once: a record of the dataset holds "

@@ -11,8 +11,9 @@ replayed with those weights and the same batch through an instrumented net
 (``replay``) to name the producing layer. The cause is then picked from the
 catalogue using what was watched: lr first, then a loss layer that sent back
 a gradient far larger than its loss (a division by a probability clamped near
-0), then the growth of the gradient norms and the loss, then the producer's
-layer type (a Python loss that made an infinity: log(0)).
+0), then the growth of the gradient norms and the loss, then weights that
+only the update made non-finite (lr × gradient overflowed), then the
+producer's layer type (a Python loss that made an infinity: log(0)).
 
 This runs in a child process (``isolate``): a Caffe CHECK that fails while
 building or stepping the user's net becomes a one-line error.
@@ -321,8 +322,19 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
     exploded.sort(key=lambda e: -e[1])
     spike = watch.loss_spike
     loss_layers = set(watch.loss_layers)
+    # lr, loss and gradients finite, the weights not after the update: the update itself overflowed.
+    update_overflow = not forward_or_backward and any(
+        o.startswith("weights after the update") for o in observed
+    )
     cause_id = choose_cause(
-        lr, grad_growth, loss_growth, producer, iteration, loss_spike=spike, loss_layers=loss_layers
+        lr,
+        grad_growth,
+        loss_growth,
+        producer,
+        iteration,
+        loss_spike=spike,
+        loss_layers=loss_layers,
+        update_overflow=update_overflow,
     )
 
     lr_text = "unknown" if lr is None else f"{lr:g}"
@@ -337,6 +349,15 @@ def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed,
         )
     if replay_note:
         evidence.append(replay_note)
+    if update_overflow and watch.last_norms and lr is not None and math.isfinite(lr):
+        label, norm = max(watch.last_norms.items(), key=lambda item: item[1])
+        momentum = resolved.solver.momentum
+        evidence.append(
+            f"loss and gradients finite at iteration {iteration}, weights not after the update: "
+            f"lr {lr:g} × the gradient of {label} (L2 norm {norm:.4g}) = {lr * norm:.3g}"
+            + (f", with momentum {momentum:g}" if momentum else "")
+            + "; float32 ends at 3.4e38"
+        )
     if spike is not None:
         evidence.append(
             f"at iteration {spike['iteration']} loss layer {spike['layer']} "
@@ -391,12 +412,15 @@ def choose_cause(
     *,
     loss_spike: dict | None = None,
     loss_layers: set[str] = frozenset(),
+    update_overflow: bool = False,
 ) -> str:
     """The catalogue id for what locate observed (see the module docstring for the order).
 
     ``loss_spike``: a loss layer sent back a gradient far larger than its loss before the NaN
     (the weights it blew up are only where the NaN showed). ``loss_layers``: the names of the
     layers that make a loss; a Python one that produced an infinity took log(0) or divided by 0.
+    ``update_overflow``: only the weights went non-finite, in the update (lr, loss and gradients
+    finite): lr × gradient overflowed, whatever the iteration.
     """
     if lr is not None and not math.isfinite(lr):
         return "lr_policy"
@@ -405,6 +429,8 @@ def choose_cause(
     for growth in (grad_growth, loss_growth):
         if growth is not None and growth >= trend.EXPLOSION_FACTOR:
             return "gradient_explosion"
+    if update_overflow:
+        return "update_overflow"
     if producer is not None:
         stats = producer.stats
         infinite = stats is not None and stats.posinf + stats.neginf > 0
