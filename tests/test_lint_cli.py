@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from caffe_nanlayers.lint.cli import main
-from caffe_nanlayers.lint.rules import RULES
+from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 POLY_BAD = 'base_lr: 0.01\nlr_policy: "poly"\npower: 0.9\n'
 
@@ -64,8 +64,9 @@ def test_github_format(capsys, write):
     )
 
 
-def test_sarif_format(capsys, write):
+def test_sarif_format(capsys, write, tmp_path, monkeypatch):
     bad = write("solver.prototxt", POLY_BAD)
+    monkeypatch.chdir(tmp_path)
     _, out, _ = run(capsys, "--format", "sarif", "--no-schema", bad)
     log = json.loads(out)
     assert log["version"] == "2.1.0"
@@ -75,6 +76,12 @@ def test_sarif_format(capsys, write):
     assert result["ruleId"] == "NAN203" and result["level"] == "error"
     assert rules[result["ruleIndex"]]["id"] == "NAN203"
     assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": 1, "startColumn": 1}
+    # Relative to the working directory, as code scanning expects; outside it, an absolute file:// URI.
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {"uri": "solver.prototxt"}
+    monkeypatch.chdir(REPO)
+    log = json.loads(run(capsys, "--format", "sarif", "--no-schema", bad)[1])
+    uri = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == (tmp_path / "solver.prototxt").as_uri()
 
 
 def test_select_and_ignore_by_code_and_prefix(capsys, write):
@@ -157,6 +164,53 @@ def test_missing_path_and_no_path(capsys, tmp_path):
     assert code == 2 and "expected at least one prototxt file" in err
 
 
+def test_a_directory_without_prototxt_files_is_an_error(capsys, write, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no prototxt here")
+    assert run(capsys, str(empty)) == (2, "", f"{empty}: no *.prototxt files found under this directory\n")
+    good = write("ok.prototxt", 'base_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 10\n')
+    code, out, err = run(capsys, "--no-schema", str(empty), good)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1  # the other path is still linted
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "sarif"])
+def test_files_not_linted_are_entries_in_the_machine_formats(capsys, write, tmp_path, monkeypatch, fmt):
+    """A tool that reads only the output still sees a file that was not checked (NAN000, severity error)."""
+    monkeypatch.chdir(tmp_path)
+    write("broken.prototxt", 'layer {\n  name: "x"\n')
+    write("solver.prototxt", POLY_BAD)
+    code, out, err = run(capsys, "--format", fmt, "--no-schema", "broken.prototxt", "solver.prototxt", "nope")
+    assert code == 2
+    assert err.splitlines() == [
+        "nope:1:1: expected a prototxt file or a directory, found no such path",
+        "broken.prototxt:3:1: expected '}' closing the '{' of line 1, found end of file",
+    ]
+    if fmt == "json":
+        entries = [(d["path"], d["line"], d["column"], d["code"], d["severity"]) for d in json.loads(out)]
+        assert entries == [
+            ("solver.prototxt", 1, 1, "NAN203", "error"),
+            ("solver.prototxt", 2, 1, "NAN202", "error"),
+            ("nope", 1, 1, "NAN000", "error"),
+            ("broken.prototxt", 3, 1, "NAN000", "error"),
+        ]
+        assert json.loads(out)[3]["message"] == "expected '}' closing the '{' of line 1, found end of file"
+    elif fmt == "github":
+        assert out.splitlines()[-1] == (
+            "::error file=broken.prototxt,line=3,col=1,title=NAN000::"
+            "expected '}' closing the '{' of line 1, found end of file"
+        )
+    else:
+        run_ = json.loads(out)["runs"][0]
+        rules = run_["tool"]["driver"]["rules"]
+        (result,) = [
+            r for r in run_["results"] if r["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
+        ]
+        assert result["ruleId"] == "NAN000" and rules[result["ruleIndex"]]["id"] == "NAN000"
+        assert result["level"] == "error"
+    assert run(capsys, "--format", fmt, "--no-schema", "solver.prototxt")[0] == 1  # none without errors
+
+
 def test_directories_are_searched_recursively(capsys, write, tmp_path):
     write("a/b/solver.prototxt", POLY_BAD)
     write("a/notes.txt", "not a prototxt")
@@ -197,8 +251,10 @@ def test_explain_and_list_rules(capsys):
     code, out, _ = run(capsys, "--explain", "nan101")
     assert code == 0 and out.startswith("NAN101 pooling-empty-window (warning)") and "Fix:" in out
     assert run(capsys, "--explain", "NAN999")[0] == 2
+    code, out, _ = run(capsys, "--explain", "nan000")
+    assert code == 0 and out.startswith("NAN000 not-linted (error)") and "Fix:" in out
     code, out, _ = run(capsys, "--list-rules")
-    assert code == 0 and len(out.splitlines()) == len(RULES)
+    assert code == 0 and len(out.splitlines()) == len(RULES) + 1 and out.startswith("NAN000  error")
 
 
 def test_colour_only_when_asked_or_on_a_terminal(capsys, write):
@@ -221,7 +277,13 @@ def test_readme_lists_every_rule():
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- section: lint (issue 4) -->")[1].split("\n## ")[0]
     rows = re.findall(r"^\| (NAN\d{3}) \| (\w+) \| (.+?) \|$", section, re.MULTILINE)
-    assert [(c, s, t) for c, s, t in rows] == [(r.code, r.severity, r.summary) for r in RULES.values()]
+    assert [row for row in rows if row[0] != NOT_LINTED.code] == [
+        (r.code, r.severity, r.summary) for r in RULES.values()
+    ]
+    # NAN000 (a file not linted) is not a rule; where the table lists it, it says what --list-rules says.
+    for row in rows:
+        if row[0] == NOT_LINTED.code:
+            assert row == (NOT_LINTED.code, NOT_LINTED.severity, NOT_LINTED.summary)
 
 
 def test_pre_commit_hook_points_at_the_console_script():

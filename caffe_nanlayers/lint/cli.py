@@ -48,7 +48,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
     p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     p.add_argument("--explain", metavar="CODE", help="show a rule's rationale, fix and examples")
-    p.add_argument("--list-rules", action="store_true", help="list every rule: code, severity, summary")
+    p.add_argument("--list-rules", action="store_true", help="list every code: severity, name, summary")
     p.add_argument(
         "--input-shape",
         action="append",
@@ -62,16 +62,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _list_rules() -> str:
-    from caffe_nanlayers.lint.rules import RULES
+    from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
-    rows = [f"{r.code}  {r.severity:<7}  {r.name:<28}  {r.summary}" for r in RULES.values()]
+    rows = [f"{r.code}  {r.severity:<7}  {r.name:<28}  {r.summary}" for r in (NOT_LINTED, *RULES.values())]
     return "\n".join(rows)
 
 
 def _explain(code: str) -> str:
-    from caffe_nanlayers.lint.rules import RULES
+    from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
-    rule = RULES.get(code.strip().upper())
+    wanted = code.strip().upper()
+    rule = NOT_LINTED if wanted == NOT_LINTED.code else RULES.get(wanted)
     if rule is None:
         raise UserError(f"--explain: expected a rule code such as NAN101, found {code!r} (see --list-rules)")
     return rule.explain()
@@ -106,7 +107,9 @@ def run(args: argparse.Namespace, prog: str) -> int:
         print(note, file=sys.stderr)
     for error in report.errors:
         print(error, file=sys.stderr)
-    output = render(report.findings, args.format, colour=_use_colour(args.color, sys.stdout))
+    # Machines get the files that were not linted as entries too; people read them on stderr.
+    shown = report.findings if args.format == "text" else report.findings + report.not_linted
+    output = render(shown, args.format, colour=_use_colour(args.color, sys.stdout))
     if output or args.format != "text":
         print(output)
     if report.errors:

@@ -7,10 +7,13 @@ editors and CI log parsers already understand it; colour only on a terminal.
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 from collections import Counter
+from urllib.parse import quote
 
 from caffe_nanlayers.lint.findings import Finding
-from caffe_nanlayers.lint.rules import RULES
+from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 FORMATS = ("text", "json", "github", "sarif")
 _COLOURS = {"error": "\033[31m", "warning": "\033[33m", "info": "\033[36m"}
@@ -59,20 +62,34 @@ def format_github(findings: list[Finding]) -> str:
     )
 
 
+def sarif_uri(path: str, cwd: str | None = None) -> str:
+    """Relative to the working directory when the file is below it (code scanning resolves such a URI
+    against the checkout), else an absolute file:// URI."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute, cwd or os.getcwd())
+    except ValueError:  # another drive (Windows)
+        relative = os.pardir
+    if relative.split(os.sep)[0] == os.pardir:
+        return pathlib.Path(absolute).as_uri()
+    return quote(relative.replace(os.sep, "/"))
+
+
 def format_sarif(findings: list[Finding]) -> str:
     level = {"error": "error", "warning": "warning", "info": "note"}
-    used = sorted({f.code for f in findings} | set(RULES))
+    known = (
+        {NOT_LINTED.code: NOT_LINTED, **RULES} if any(f.code == NOT_LINTED.code for f in findings) else RULES
+    )
     rules = [
         {
             "id": code,
-            "name": RULES[code].name,
-            "shortDescription": {"text": RULES[code].summary},
-            "fullDescription": {"text": RULES[code].doc.split("\n\n")[0].replace("\n", " ")},
-            "help": {"text": RULES[code].doc},
-            "defaultConfiguration": {"level": level[RULES[code].severity]},
+            "name": known[code].name,
+            "shortDescription": {"text": known[code].summary},
+            "fullDescription": {"text": known[code].doc.split("\n\n")[0].replace("\n", " ")},
+            "help": {"text": known[code].doc},
+            "defaultConfiguration": {"level": level[known[code].severity]},
         }
-        for code in used
-        if code in RULES
+        for code in sorted(known)
     ]
     index = {r["id"]: i for i, r in enumerate(rules)}
     results = [
@@ -84,7 +101,7 @@ def format_sarif(findings: list[Finding]) -> str:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.path.replace("\\", "/")},
+                        "artifactLocation": {"uri": sarif_uri(f.path)},
                         "region": {"startLine": f.line, "startColumn": f.column},
                     }
                 }

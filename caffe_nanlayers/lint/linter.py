@@ -3,7 +3,8 @@
 This is the one place that knows the order of things; the rules know only
 their context, and the CLI only options and output. Parse errors do not stop
 the run: each is one line in ``Report.errors`` (exit code 2), and the other
-files are still linted.
+files are still linted. Each is also a ``Finding`` with the code NAN000 in
+``Report.not_linted``, for the machine formats.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from caffe_nanlayers.lint.context import FileContext, NetContext, NetRef, Proble
 from caffe_nanlayers.lint.findings import Finding
 from caffe_nanlayers.lint.model import Document, Node
 from caffe_nanlayers.lint.net import build_net
-from caffe_nanlayers.lint.parser import parse_file, parse_text
-from caffe_nanlayers.lint.rules import RULES, Rule
+from caffe_nanlayers.lint.parser import PrototxtSyntaxError, parse_file, parse_text
+from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
@@ -69,6 +70,7 @@ class Options:
 class Report:
     findings: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # one line each: path:line:col: expected ..., found ...
+    not_linted: list[Finding] = field(default_factory=list)  # the same errors as NAN000 findings
     notes: list[str] = field(default_factory=list)
     files: int = 0
 
@@ -105,8 +107,8 @@ def file_kind(root: Node) -> str:
     return NET
 
 
-def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(files, errors): directories become their *.prototxt files, recursively and sorted."""
+def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, errors as (path, message)): directories become their *.prototxt files, recursively, sorted."""
     files, errors = [], []
     for path in paths:
         if os.path.isdir(path):
@@ -114,11 +116,13 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[str]]:
             for dirpath, dirnames, filenames in os.walk(path):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".prototxt"))
+            if not found:
+                errors.append((path, "no *.prototxt files found under this directory"))
             files.extend(sorted(found))
         elif os.path.exists(path):
             files.append(path)
         else:
-            errors.append(f"{path}:1:1: expected a prototxt file or a directory, found no such path")
+            errors.append((path, "expected a prototxt file or a directory, found no such path"))
     return files, errors
 
 
@@ -184,10 +188,17 @@ class Linter:
                     found.append(self._finding(rule, problem, path))
             except Exception as exc:  # a bug in one rule must not hide the others' findings
                 why = f"{type(exc).__name__}: {exc}"
-                self.report.errors.append(
-                    f"{path}:1:1: internal error in rule {rule.code} ({why}); please report it"
-                )
+                self.error(path, f"internal error in rule {rule.code} ({why}); please report it")
         return found
+
+    def error(self, path: str, message: str, line: int = 1, col: int = 1, positioned: bool = True) -> None:
+        """A file not linted (or not fully): a line for stderr, and a NAN000 finding for the machine formats.
+
+        ``positioned=False`` for a path with no line to point at (a directory): ``path: message``.
+        """
+        where = f"{path}:{line}:{col}" if positioned else path
+        self.report.errors.append(f"{where}: {message}")
+        self.report.not_linted.append(Finding(path, line, col, NOT_LINTED.code, NOT_LINTED.severity, message))
 
     @staticmethod
     def _finding(rule: Rule, problem: Problem, path: str) -> Finding:
@@ -251,9 +262,11 @@ class Linter:
     def _parse(self, path: str, text: str | None = None) -> Document | None:
         try:
             return parse_text(text, path) if text is not None else parse_file(path)
-        except UserError as exc:
-            self.report.errors.append(str(exc))
-            return None
+        except PrototxtSyntaxError as exc:
+            self.error(exc.path, exc.detail, exc.line, exc.col)
+        except UserError as exc:  # an unreadable file: "path:1:1: cannot read the file: ..."
+            self.error(path, str(exc).removeprefix(f"{path}:1:1: "))
+        return None
 
     def run(self, paths: list[str], texts: dict[str, str] | None = None) -> Report:
         """Parse everything first (solvers pull in their nets), then lint in order.
@@ -290,7 +303,8 @@ def lint_paths(paths: Iterable[str], options: Options | None = None) -> Report:
     """Lint files and directories (recursively, ``*.prototxt``), and the nets their solvers name."""
     linter = Linter(options)
     files, errors = expand_paths(paths)
-    linter.report.errors.extend(errors)
+    for path, message in errors:
+        linter.error(path, message, positioned=not os.path.isdir(path))
     return linter.run(files)
 
 

@@ -81,3 +81,29 @@ def _load() -> dict[str, Rule]:
 
 
 RULES: dict[str, Rule] = _load()
+
+# Not a rule (nothing to select, ignore or disable): a file that could not be linted. It is one line
+# on stderr and exit code 2; the machine formats carry it as an entry too, so that a tool reading
+# only them still sees that a file went unchecked.
+NOT_LINTED = Rule(
+    code="NAN000",
+    name="not-linted",
+    severity="error",
+    scope="file",
+    summary="File not linted: syntax error, unreadable or missing path (also on stderr; exit code 2).",
+    doc=inspect.cleandoc(
+        """
+        The file could not be linted: a syntax error (Caffe's parser would refuse the file too), a
+        file that cannot be read or is not UTF-8, a path that does not exist, a directory with no
+        *.prototxt file, or an internal error of a rule (please report it).
+
+        It is not a rule, so --select, --ignore and inline disables do not apply to it. Each one is
+        printed on stderr as one line (path:line:col: expected ..., found ...) and makes the exit
+        code 2; the other files are still linted. In the json, github and sarif formats it is also
+        an entry with this code and severity error.
+
+        Fix: correct the file at the given line and column, or the path.
+        """
+    ),
+    check=lambda ctx: iter(()),
+)
