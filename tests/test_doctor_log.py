@@ -234,6 +234,25 @@ def test_saturated_softmax_loss_is_divergence():
     assert any("-log(FLT_MIN)" in e for e in verdict.evidence)
 
 
+def test_with_several_losses_the_one_that_grew_most_is_named_when_only_their_total_crossed():
+    # a grows 90x and b 80x (from the median of the first three values to the peak of the last
+    # three); their total, whose early median is lower, grows 155x: an explosion, and a is named.
+    a = [1, 10, 10, 50, 100, 300, 900, 900, 900]
+    b = [10, 1, 10, 50, 100, 300, 800, 800, 800]
+    text = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        text += [
+            f"I0101 solver.cpp:228] Iteration {i}, loss = {x + y}",
+            f"I0101 solver.cpp:244]     Train net output #0: a = {x} (* 1 = {x} loss)",
+            f"I0101 solver.cpp:244]     Train net output #1: b = {y} (* 1 = {y} loss)",
+        ]
+    text.append(f"I0101 solver.cpp:228] Iteration {len(a)}, loss = nan")
+    verdict = diagnose(parse_log(text), "two.log")
+    assert verdict.cause.id == "gradient_explosion"
+    assert verdict.details["grew"] == {"output": "a", "factor": 90.0, "loss_weight": 1.0}
+    assert any("a grew most (90x): lower its loss_weight" in e for e in verdict.evidence)
+
+
 def test_lr_zero_until_the_nan_blames_the_net_or_data():
     text = []
     for i, v in enumerate(["1.0", "1.1", "0.9", "nan"]):

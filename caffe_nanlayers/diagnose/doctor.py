@@ -109,7 +109,8 @@ def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis)
         return
 
     losses_before = _before(log.losses, first.line)
-    grown = _grown_outputs(log, first.line)
+    growths = _output_growths(log, first.line)
+    grown = [(name, factor) for name, factor in growths if factor >= trend.EXPLOSION_FACTOR]
     ratio = trend.growth(losses_before)
     diff_norms = _before(log.param_diff_norms, first.line)
     norm_ratio = trend.growth(diff_norms)
@@ -132,8 +133,9 @@ def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis)
             evidence.append(
                 f"loss pinned at {trend.SATURATED_SOFTMAX_LOSS} = -log(FLT_MIN): the softmax saturated"
             )
-        if grown and len(log.loss_weights) > 1:
-            name, factor = grown[0]
+        if growths and len(log.loss_weights) > 1:
+            # The total may cross the threshold while no output does alone: name the one that grew most.
+            name, factor = growths[0]
             weight = log.loss_weights.get(name)
             evidence.append(
                 f"of the {len(log.loss_weights)} loss outputs, {name} grew most ({factor:.3g}x): "
@@ -168,16 +170,16 @@ def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis)
     diagnosis.also_possible.append(cause("loss_layer"))
 
 
-def _grown_outputs(log: TrainingLog, line: int) -> list[tuple[str, float]]:
-    """Loss outputs (weighted) that grew by orders of magnitude, the fastest first."""
-    grown = []
+def _output_growths(log: TrainingLog, line: int) -> list[tuple[str, float]]:
+    """How much each loss output (weighted) grew before ``line``, the fastest first."""
+    growths = []
     for name, readings in log.outputs.items():
         if log.loss_weights.get(name, 0) == 0:
             continue
         ratio = trend.growth(_before(readings, line))
-        if ratio is not None and ratio >= trend.EXPLOSION_FACTOR:
-            grown.append((name, ratio))
-    return sorted(grown, key=lambda g: -g[1])
+        if ratio is not None:
+            growths.append((name, ratio))
+    return sorted(growths, key=lambda g: -g[1])
 
 
 def _last_finite(values: list[float]) -> float:
