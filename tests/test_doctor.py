@@ -209,6 +209,15 @@ def test_the_command_line_entry_point(logs):
     assert json.loads(done.stdout)["cause"]["id"] == "lr_policy"
 
 
+def test_the_entry_point_without_a_subcommand_is_a_usage_error_on_stderr():
+    command = [sys.executable, "-m", "caffe_nanlayers.cli"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("usage: caffe-nan {lint,scan,instrument,locate,doctor}")
+    helped = subprocess.run([*command, "--help"], capture_output=True, text=True)
+    assert (helped.returncode, helped.stderr) == (0, "") and helped.stdout.startswith("usage: caffe-nan")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
