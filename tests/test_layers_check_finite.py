@@ -1,5 +1,6 @@
 """CheckFiniteLayer in real Caffe nets: forward and backward, every mode, in place or not."""
 
+import collections
 import json
 import logging
 import tracemalloc
@@ -10,6 +11,7 @@ from nan_test_layers import python_layer
 
 from caffe_nanlayers import NonFiniteError
 from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.layers import CheckFiniteLayer
 
 # AVE pooling, kernel 3, stride 5 on 10x10: the last row and column of the
 # 3x3 output pool empty windows, 0/0 = NaN (5 of 9 values).
@@ -327,17 +329,75 @@ def test_name_from_the_caffe_command_line(make_net, tmp_path):
     from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
 
     check = python_layer("check_pool1", "CheckFiniteLayer", ["pool1"], ["pool1"], "{'label': 'p'}")
-    net_path, solver_path, twice = (
-        tmp_path / n for n in ("train_val.prototxt", "solver.prototxt", "x.prototxt")
-    )
+    net_path, solver_path = tmp_path / "train_val.prototxt", tmp_path / "solver.prototxt"
     net_path.write_text(POOL_NET + check)
     solver_path.write_text(f'net: "{net_path}"\nbase_lr: 0.1\n')
     layer = make_net(POOL_NET + check).layer_dict["check_pool1"]
     assert find(layer, ["caffe", "train", f"--solver={solver_path}"]) == ("check_pool1", ["pool1"], ["pool1"])
     assert find(layer, ["caffe", "time", "-model", str(net_path)])[0] == "check_pool1"
-    # Two layers with the same class and param_str: no guess.
-    twice.write_text(POOL_NET + check + check.replace("check_pool1", "check_again"))
-    assert find(layer, ["caffe", "time", "-model", str(twice)]) is None
+
+
+# One snippet pasted three times: on the data, after pool1, and once more in
+# the test net of stage "b" only. Same class, same param_str.
+SNIPPET = python_layer("check", "CheckFiniteLayer", [], [], "prefix-check")
+TWICE_NET = (
+    'name: "twice" force_backward: true\n'
+    'layer { name: "data" type: "Input" top: "data"\n'
+    "        input_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }\n"
+    + SNIPPET.replace('"check"', '"check_data"').replace('"Python"', '"Python" bottom: "data" top: "data"')
+    + 'layer { name: "pool1" type: "Pooling" bottom: "data" top: "pool1"\n'
+    "        pooling_param { pool: AVE kernel_size: 3 stride: 5 } }\n"
+    + SNIPPET.replace('"check"', '"check_pool1"').replace('"Python"', '"Python" bottom: "pool1" top: "pool1"')
+    + SNIPPET.replace('"check"', '"check_b"').replace(
+        '"Python"', '"Python" bottom: "pool1" top: "pool1" include { phase: TEST stage: "b" }'
+    )
+)
+
+
+def layers_named_by_the_net(net):
+    from caffe_nanlayers.layers.base import _layers_with_names
+
+    return [(layer, names) for layer, names in _layers_with_names(net) if isinstance(layer, CheckFiniteLayer)]
+
+
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """The set-up counts of a process that has built no layer yet, as ``caffe train`` starts."""
+    from caffe_nanlayers.layers import base
+
+    monkeypatch.setattr(base, "_set_up", collections.Counter())
+
+
+def test_caffe_train_tells_the_same_snippet_apart_by_set_up_order(make_solver, tmp_path, fresh_process):
+    """Under ``caffe train`` each copy is named: the binary builds the train net, then each test net."""
+    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+
+    solver = make_solver(
+        'base_lr: 0.1 lr_policy: "fixed" test_interval: 1000 test_iter: 1 test_iter: 1 '
+        'test_state { stage: "a" } test_state { stage: "b" }',
+        TWICE_NET,
+    )
+    argv = ["caffe", "train", "-solver", str(tmp_path / "solver" / "solver.prototxt")]
+    found = []
+    for net in [solver.net, *solver.test_nets]:
+        for layer, names in layers_named_by_the_net(net):
+            assert find(layer, argv) == names
+            found.append(names[0])
+    assert found == ["check_data", "check_pool1"] * 3 + ["check_b"]
+    # Another program's command line: its nets may be built in any order, so no guess.
+    layer, _ = layers_named_by_the_net(solver.net)[1]
+    assert find(layer, ["python", "train.py", "-solver", argv[-1]]) is None
+
+
+def test_caffe_test_and_time_tell_the_same_snippet_apart(make_net, tmp_path, fresh_process):
+    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+
+    path = tmp_path / "net.prototxt"
+    path.write_text(TWICE_NET)
+    for layer, names in layers_named_by_the_net(make_net(TWICE_NET, "TEST")):
+        assert find(layer, ["caffe", "test", "-model", str(path)]) == names
+        assert find(layer, ["caffe", "time", "-model", str(path), "-phase", "TEST"]) == names
+        assert find(layer, ["caffe", "time", "-model", str(path)]) is None  # that one builds a TRAIN net
 
 
 @pytest.mark.parametrize("in_place", [False, True])
