@@ -226,6 +226,22 @@ Iteration 40, loss = 0.5
     assert any("only the test net" in e for e in verdict.evidence)
 
 
+def test_a_series_keeps_numbers_compactly_and_the_spelling_of_non_finite_ones():
+    log = parse_log(
+        f"I0101 s.cpp:1] Iteration {i}, loss = {v}" for i, v in enumerate(["2.5", "-nan", "1.#INF"])
+    )
+    series = log.losses
+    assert (len(series), series.values.itemsize, series.lines.tolist()) == (3, 8, [1, 2, 3])
+    assert [(r.iteration, r.text, r.line) for r in series] == [
+        (0, "2.5", 1),
+        (1, "-nan", 2),
+        (2, "1.#INF", 3),
+    ]
+    assert series[-1].value == math.inf and series.first_bad().text == "-nan"
+    assert list(series.values_before(2)) == [2.5] and series.bad_before(2) is None
+    assert series.bad_before(3).line == 2
+
+
 def test_saturated_softmax_loss_is_divergence():
     losses = ["2.3", "1.9", "2.0", "87.3365", "87.3365", "87.3365", "nan"]
     log = parse_log(f"I0101 s.cpp:1] Iteration {i}, loss = {v}" for i, v in enumerate(losses))

@@ -3,7 +3,8 @@
 Training logs are often the only thing left of a run that went NaN, and
 they can be gigabytes long. This parser looks at each line once, keeps only
 the numbers (losses, outputs, learning rates, debug_info statistics, the
-solver's and net's parameters printed at start-up) and never fails on a line
+solver's and net's parameters printed at start-up), each series in compact
+arrays (24 bytes a reading, not a Python object each), and never fails on a line
 it does not know: other Caffe versions and forks add their own lines, and
 tests interleave with training. Numbers are read in every spelling the C++
 runtimes print for NaN and Inf (``nan``, ``-nan``, ``inf``, ``1.#QNAN``,
@@ -12,10 +13,12 @@ runtimes print for NaN and Inf (``nan``, ``-nan``, ``inf``, ``1.#QNAN``,
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import re
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 
 _NUM = r"([-+]?[\w.#+-]+(?:\(\w+\))?)"
 _GLOG_PREFIX = re.compile(r"^[IWEF]\d{4,8}[ T][\d:.]+\s+\d+ [^\]\s]+:\d+\] ")
@@ -74,6 +77,57 @@ class Reading:
         }
 
 
+class Series:
+    """One series of readings (the loss, an output, lr...), in the order of the log, kept compactly.
+
+    Iterations, values and line numbers live in typed arrays; the spelling of a value is kept
+    only where it matters, for the non-finite ones ("-nan", "1.#INF"). Indexing and iterating
+    give ``Reading``s, made on demand.
+    """
+
+    def __init__(self):
+        self.iterations = array("q")
+        self.values = array("d")
+        self.lines = array("q")  # increasing: the log is read in order
+        self._texts: dict[int, str] = {}  # index -> spelling, for non-finite values
+        self._first_bad: int | None = None
+
+    def append(self, iteration: int, value: float, text: str, line: int) -> None:
+        if not math.isfinite(value):
+            index = len(self.values)
+            self._texts[index] = text
+            if self._first_bad is None:
+                self._first_bad = index
+        self.iterations.append(iteration)
+        self.values.append(value)
+        self.lines.append(line)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> Reading:
+        index = range(len(self.values))[index]  # negative indices, IndexError
+        value = self.values[index]
+        text = self._texts.get(index) or f"{value:g}"
+        return Reading(self.iterations[index], value, text, self.lines[index])
+
+    def __iter__(self) -> Iterator[Reading]:
+        return (self[i] for i in range(len(self.values)))
+
+    def first_bad(self) -> Reading | None:
+        """The first non-finite reading, or None."""
+        return None if self._first_bad is None else self[self._first_bad]
+
+    def values_before(self, line: int) -> array:
+        """The values read on lines before ``line``."""
+        return self.values[: bisect.bisect_left(self.lines, line)]
+
+    def bad_before(self, line: int) -> Reading | None:
+        """The first non-finite reading on a line before ``line``, or None."""
+        bad = self.first_bad()
+        return bad if bad is not None and bad.line < line else None
+
+
 @dataclasses.dataclass(frozen=True)
 class DebugReading:
     """One debug_info statistic: the mean |value| of a blob after a layer ran."""
@@ -107,12 +161,12 @@ class DebugReading:
 class TrainingLog:
     """What a training log says, in the order it said it."""
 
-    losses: list[Reading] = dataclasses.field(default_factory=list)
-    lrs: list[Reading] = dataclasses.field(default_factory=list)
-    outputs: dict[str, list[Reading]] = dataclasses.field(default_factory=dict)
+    losses: Series = dataclasses.field(default_factory=Series)
+    lrs: Series = dataclasses.field(default_factory=Series)
+    outputs: dict[str, Series] = dataclasses.field(default_factory=dict)
     loss_weights: dict[str, float] = dataclasses.field(default_factory=dict)
-    test_outputs: dict[str, list[Reading]] = dataclasses.field(default_factory=dict)
-    param_diff_norms: list[Reading] = dataclasses.field(default_factory=list)  # L2 of all gradients
+    test_outputs: dict[str, Series] = dataclasses.field(default_factory=dict)
+    param_diff_norms: Series = dataclasses.field(default_factory=Series)  # L2 of all gradients
     solver: dict[str, str] = dataclasses.field(default_factory=dict)
     layer_types: dict[str, str] = dataclasses.field(default_factory=dict)
     first_bad_debug: DebugReading | None = None  # of training (forward, backward, update)
@@ -122,8 +176,8 @@ class TrainingLog:
     lines: int = 0
     recognized: int = 0
 
-    def first_bad(self, readings: Iterable[Reading]) -> Reading | None:
-        return next((r for r in readings if not r.finite), None)
+    def first_bad(self, readings: Series) -> Reading | None:
+        return readings.first_bad()
 
 
 class _BlockReader:
@@ -191,18 +245,14 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
             match = _LOSS.search(body)
             if match:
                 iteration, testing, test_net = int(match.group(1)), False, None
-                reading = _reading(iteration, match.group(2), number)
-                if reading is not None:
-                    log.losses.append(reading)
+                if _read(log.losses, iteration, match.group(2), number):
                     log.recognized += 1
                 if pending_debug:
                     _settle_debug(pending_debug, iteration, log)
                 continue
             match = _LR.search(body)
             if match:
-                reading = _reading(int(match.group(1)), match.group(2), number)
-                if reading is not None:
-                    log.lrs.append(reading)
+                if _read(log.lrs, int(match.group(1)), match.group(2), number):
                     log.recognized += 1
                 continue
         if test_net is not None and any(end in body for end in _TEST_PASS_END):
@@ -211,10 +261,13 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
             match = _OUTPUT.search(body)
             if match:
                 phase, name = match.group(1), match.group(3)
-                reading = _reading(iteration, match.group(4), number)
-                if reading is not None:
+                value = parse_number(match.group(4))
+                if value is not None:
                     target = log.outputs if phase == "Train" and not testing else log.test_outputs
-                    target.setdefault(name, []).append(reading)
+                    series = target.get(name)
+                    if series is None:
+                        series = target[name] = Series()
+                    series.append(iteration, value, match.group(4), number)
                     log.recognized += 1
                     if phase == "Train" and match.group(5) is not None:
                         weight = parse_number(match.group(5))
@@ -241,9 +294,13 @@ def parse_log(lines: Iterable[str]) -> TrainingLog:
     return log
 
 
-def _reading(iteration: int, token: str, line: int) -> Reading | None:
+def _read(series: Series, iteration: int, token: str, line: int) -> bool:
+    """Append the number ``token`` to ``series``; False if it is no number."""
     value = parse_number(token)
-    return None if value is None else Reading(iteration, value, token, line)
+    if value is None:
+        return False
+    series.append(iteration, value, token, line)
+    return True
 
 
 def _debug_reading(body: str, line: int) -> DebugReading | None:
@@ -277,7 +334,7 @@ def _settle_debug(pending: list[DebugReading], iteration: int, log: TrainingLog)
     for debug in pending:
         debug = dataclasses.replace(debug, iteration=iteration)
         if debug.blob == "all params":
-            log.param_diff_norms.append(Reading(iteration, debug.value, debug.text, debug.line))
+            log.param_diff_norms.append(iteration, debug.value, debug.text, debug.line)
         if log.first_bad_debug is None and not debug.finite and debug.blob != "all params":
             log.first_bad_debug = debug
     pending.clear()

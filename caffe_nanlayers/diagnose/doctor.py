@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from caffe_nanlayers.diagnose import trend
-from caffe_nanlayers.diagnose.caffe_log import Reading, TrainingLog
+from caffe_nanlayers.diagnose.caffe_log import Reading, Series, TrainingLog
 from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.lint.lr_schedule import REQUIRED
@@ -76,8 +76,8 @@ def _first_bad_layer(log: TrainingLog, what: str):
     return log.first_bad_test_debug if what.startswith("test output") else log.first_bad_debug
 
 
-def _before(readings: list[Reading], line: int) -> list[float]:
-    return [r.value for r in readings if r.line < line]
+def _before(readings: Series, line: int):
+    return readings.values_before(line)
 
 
 def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis):
@@ -114,7 +114,7 @@ def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis)
     ratio = trend.growth(losses_before)
     diff_norms = _before(log.param_diff_norms, first.line)
     norm_ratio = trend.growth(diff_norms)
-    bad_norm = next((r for r in log.param_diff_norms if not r.finite and r.line < first.line), None)
+    bad_norm = log.param_diff_norms.bad_before(first.line)
     saturated = trend.saturated_softmax(losses_before)
     if (ratio is not None and ratio >= trend.EXPLOSION_FACTOR) or grown or bad_norm or saturated:
         if ratio is not None:

@@ -12,7 +12,7 @@ import math
 import os
 
 from caffe_nanlayers.atomic import atomic_path
-from caffe_nanlayers.diagnose.caffe_log import Reading, TrainingLog
+from caffe_nanlayers.diagnose.caffe_log import Series, TrainingLog
 from caffe_nanlayers.errors import UserError, writing
 
 
@@ -29,8 +29,8 @@ def _pyplot():
     return plt
 
 
-def _positive(readings: list[Reading]) -> tuple[list[int], list[float]]:
-    points = [(r.iteration, abs(r.value)) for r in readings if r.finite and r.value != 0]
+def _positive(series: Series) -> tuple[list[int], list[float]]:
+    points = [(i, abs(v)) for i, v in zip(series.iterations, series.values) if math.isfinite(v) and v != 0]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -55,9 +55,10 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
             lr_axis.plot(xs, ys, color="tab:gray", linestyle="--", linewidth=1, label="lr")
             lr_axis.set_yscale("log")
         lr_axis.set_ylabel("lr (log scale)")
-        bad_lr = [r.iteration for r in log.lrs if not r.finite]
-        if bad_lr:
-            lr_axis.plot(bad_lr[:1], [ys[-1] if ys else 1.0], "x", color="tab:gray", label="lr = NaN/Inf")
+        bad_lr = log.lrs.first_bad()
+        if bad_lr is not None:
+            marker = [ys[-1] if ys else 1.0]
+            lr_axis.plot([bad_lr.iteration], marker, "x", color="tab:gray", label="lr = NaN/Inf")
         if first_nan is not None and not math.isnan(first_nan):
             loss_axis.axvline(first_nan, color="tab:red", linestyle=":", linewidth=1.5)
             loss_axis.annotate(
