@@ -187,6 +187,7 @@ def _producer(layer_type, has_bottoms=True):
         ((0.1, None, None, _producer("Log"), 9), "loss_layer"),
         ((0.1, None, None, _producer("HDF5Data", False), 9), "bad_input"),
         ((0.1, None, None, _producer("InnerProduct"), 0), "fillers"),
+        ((0.1, None, None, _producer("InnerProduct"), 5), "gradient_explosion"),
         ((0.1, None, None, None, 0), "initialization"),
         ((0.1, None, None, None, 5), "bad_input"),
     ],

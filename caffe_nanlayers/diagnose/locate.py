@@ -13,7 +13,9 @@ catalogue using what was watched: lr first, then a loss layer that sent back
 a gradient far larger than its loss (a division by a probability clamped near
 0), then the growth of the gradient norms and the loss, then weights that
 only the update made non-finite (lr × gradient overflowed), then the
-producer's layer type (a Python loss that made an infinity: log(0)).
+producer's layer type (a Python loss that made an infinity: log(0)); an
+ordinary layer that overflows after an update points at the weights the
+updates made (gradient explosion), at iteration 0 at the fillers.
 
 This runs in a child process (``isolate``): a Caffe CHECK that fails while
 building or stepping the user's net becomes a one-line error.
@@ -441,7 +443,9 @@ def choose_cause(
             return by_type
         if producer.layer_type == "input":
             return "bad_input"
-        return "fillers" if iteration == 0 else "initialization"
+        # After an update, an ordinary layer that turns finite inputs into Inf does so with the
+        # weights the updates made: they grew too large in one or a few steps (lr far too high).
+        return "fillers" if iteration == 0 else "gradient_explosion"
     return "initialization" if iteration == 0 else "bad_input"
 
 
