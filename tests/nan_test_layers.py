@@ -31,6 +31,23 @@ def python_layer(name, layer, bottom=(), top=(), param_str="", module="caffe_nan
     )
 
 
+def zero_size_net(name, layer, in_place, param_str="") -> tuple[str, list[str]]:
+    """A net whose Input ``x`` has a 0 dim, beside a 2-element ``y``, both through ``layer``.
+
+    Caffe never allocates a blob of count 0: touching its data or diff aborts
+    the process, so a layer must skip it. Returns the text and the layer's tops.
+    """
+    tops = ["x", "y"] if in_place else ["x2", "y2"]
+    text = (
+        'name: "empty" force_backward: true\n'
+        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
+        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
+        + python_layer(name, layer, ["x", "y"], tops, param_str)
+        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
+    )
+    return text, tops
+
+
 class _InjectingLayer(caffe.Layer):
     """Identity (one top per bottom, in place or not) that injects in one direction."""
 

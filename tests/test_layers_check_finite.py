@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from nan_test_layers import python_layer
+from nan_test_layers import python_layer, zero_size_net
 
 from caffe_nanlayers import NonFiniteError
 from caffe_nanlayers.errors import UserError
@@ -402,15 +402,7 @@ def test_caffe_test_and_time_tell_the_same_snippet_apart(make_net, tmp_path, fre
 
 @pytest.mark.parametrize("in_place", [False, True])
 def test_zero_size_bottom_is_skipped_and_the_others_checked(make_net, in_place):
-    # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
-    tops = ["x", "y"] if in_place else ["x2", "y2"]
-    text = (
-        'name: "empty" force_backward: true\n'
-        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
-        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
-        + python_layer("check", "CheckFiniteLayer", ["x", "y"], tops)
-        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
-    )
+    text, tops = zero_size_net("check", "CheckFiniteLayer", in_place)
     net = make_net(text)
     net.blobs["y"].data[...] = [1, 2]
     net.forward()

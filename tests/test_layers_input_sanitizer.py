@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from conftest import EXAMPLES
-from nan_test_layers import python_layer
+from nan_test_layers import python_layer, zero_size_net
 
 from caffe_nanlayers import NonFiniteError
 from caffe_nanlayers.errors import UserError
@@ -153,15 +153,7 @@ def test_propagate_down_false_bottom_is_left_alone(make_net):
 
 @pytest.mark.parametrize("in_place", [False, True])
 def test_zero_size_bottom_is_skipped_and_the_others_sanitized(make_net, in_place):
-    # x has a 0 dim: Caffe never allocates it, and touching its data or diff aborts the process.
-    tops = ["x", "y"] if in_place else ["x2", "y2"]
-    text = (
-        'name: "empty" force_backward: true\n'
-        'layer { name: "in" type: "Input" top: "x" top: "y"\n'
-        "  input_param { shape { dim: 0 dim: 3 } shape { dim: 2 } } }\n"
-        + python_layer("sanitize", "InputSanitizerLayer", ["x", "y"], tops)
-        + python_layer("probe", "CheckFiniteLayer", [tops[0]], [])  # so that the empty blob is no net output
-    )
+    text, tops = zero_size_net("sanitize", "InputSanitizerLayer", in_place)
     net = make_net(text)
     layer = net.layer_dict["sanitize"]
     net.blobs["y"].data[...] = [np.nan, 2]
