@@ -35,6 +35,18 @@ def test_overflowing_sum_of_finite_values_is_clean():
     assert nonfinite_stats(x) is None
 
 
+# finite._STREAMING: past it, one sum first; the max/min chunks decide only when the sum is not finite.
+@pytest.mark.parametrize("size", [1000, 3 * (1 << 17), (1 << 24) + 1])
+def test_overflowing_sum_of_finite_values_is_clean_at_every_size(size):
+    x = np.full(size, 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert np.isinf(x.sum())
+    assert all_finite(x)
+    x[-1] = np.inf
+    x[0] = -np.inf  # their sum is NaN, not Inf: still caught
+    assert nonfinite_stats(x).posinf == 1 and nonfinite_stats(x).neginf == 1
+
+
 def test_all_bad_has_no_finite_range():
     stats = nonfinite_stats(np.full(4, np.nan, dtype=np.float32))
     assert stats.count == 4 and stats.finite_min is None
