@@ -29,6 +29,10 @@ def _pyplot():
     return plt
 
 
+# Up to this many readings, each is drawn as a point too.
+_MARKED_POINTS = 50
+
+
 def _positive(series: Series) -> tuple[list[int], list[float]]:
     points = [(i, abs(v)) for i, v in zip(series.iterations, series.values) if math.isfinite(v) and v != 0]
     return [p[0] for p in points], [p[1] for p in points]
@@ -45,7 +49,9 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
         for label, readings in series:
             xs, ys = _positive(readings)
             if xs:
-                loss_axis.plot(xs, ys, label=label, linewidth=1.2)
+                # A short run's points must show even where one is alone between NaNs.
+                marker = "o" if len(xs) <= _MARKED_POINTS else None
+                loss_axis.plot(xs, ys, label=label, linewidth=1.2, marker=marker, markersize=3)
         loss_axis.set_yscale("log")
         loss_axis.set_xlabel("iteration")
         loss_axis.set_ylabel("|loss| (log scale)")
@@ -54,7 +60,10 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
         if xs:
             lr_axis.plot(xs, ys, color="tab:gray", linestyle="--", linewidth=1, label="lr")
             lr_axis.set_yscale("log")
-        lr_axis.set_ylabel("lr (log scale)")
+            lr_axis.set_ylabel("lr (log scale)")
+        else:
+            lr_axis.set_yticks([])
+            lr_axis.set_ylabel("lr (never finite)")
         bad_lr = log.lrs.first_bad()
         if bad_lr is not None:
             marker = [ys[-1] if ys else 1.0]
@@ -65,10 +74,17 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
                 f"first NaN/Inf\niteration {first_nan}",
                 xy=(first_nan, 0.95),
                 xycoords=("data", "axes fraction"),
-                ha="right",
+                xytext=(5, 0),  # right of the line, where no loss is drawn (it is NaN there)
+                textcoords="offset points",
+                ha="left",
                 va="top",
                 color="tab:red",
             )
+        logged = [i for s in (log.losses, log.lrs) for i in s.iterations]
+        if logged:  # NaN readings are not drawn, but were logged: the axis spans them too
+            low, high = min(logged), max(logged)
+            pad = max(0.5, 0.02 * (high - low))
+            loss_axis.set_xlim(low - pad, high + pad)
         handles = loss_axis.get_legend_handles_labels()
         more = lr_axis.get_legend_handles_labels()
         loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize="small")
