@@ -110,10 +110,17 @@ class UserPythonLayers:
     or already a ``UserError``.
 
     Used as a context manager, it turns those exceptions into ``UserError``.
+    An exception raised while Caffe creates a layer (its ``__init__``, or a
+    call that does not fit its signature) never reaches Python as itself:
+    Caffe prints it with ``PyErr_Print``, which clears it, and pycaffe then
+    raises a ``SystemError`` that names nothing. ``PyErr_Print`` calls
+    ``sys.excepthook``, so inside the context a hook keeps what Caffe printed,
+    and the ``SystemError`` that follows is blamed on the layer that raised it.
     """
 
     def __init__(self, layers: Iterable):
         self._layers: dict[type, list] = {}
+        self._printed: list[BaseException] = []
         for layer in layers:
             if layer.type != "Python":
                 continue
@@ -146,24 +153,52 @@ class UserPythonLayers:
                     for layer in layers
                     if layer.python_param.param_str == getattr(frame.f_locals["self"], "param_str", None)
                 ] or layers
-                names = " or ".join(repr(layer.name) for layer in mine)
-                return (
-                    f"layer {names} ({cls.__module__}.{cls.__name__}): "
-                    f"{frame.f_code.co_name}() raised {_one_line(exc)}"
-                )
+                return f"{_names(mine, cls)}: {frame.f_code.co_name}() raised {_one_line(exc)}"
             tb = tb.tb_next
         return None
 
+    def _blame_creation(self, printed: list[BaseException]) -> str | None:
+        """Which layer Caffe failed to create, from the exceptions it printed (None if not one of ours)."""
+        for exc in printed:
+            blamed = self.blame(exc)
+            if blamed:
+                return blamed
+        for exc in printed:
+            if exc.__traceback__ is None and isinstance(exc, TypeError):
+                # Calling the class failed before any of its code ran: "Cls.__init__() takes 1 positional
+                # argument but 2 were given" (Caffe passes the layer's parameters).
+                for cls, layers in self._layers.items():
+                    if str(exc).startswith(f"{cls.__qualname__}."):
+                        return f"{_names(layers, cls)}: Caffe could not create it: {_one_line(exc)}"
+        return None
+
     def __enter__(self):
+        self._printed = []
+        self._saved_hook = sys.excepthook
+        sys.excepthook = self._keep_what_caffe_printed
         return self
 
+    def _keep_what_caffe_printed(self, kind, exc, tb) -> None:
+        self._printed.append(exc)
+
     def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, UserError) or not isinstance(exc, Exception):
-            return False
-        blamed = self.blame(exc)
+        sys.excepthook = self._saved_hook
+        printed, self._printed = self._printed, []
+        blamed = None
+        if isinstance(exc, Exception) and not isinstance(exc, UserError):
+            blamed = self.blame(exc)
+            if blamed is None and isinstance(exc, SystemError):
+                blamed = self._blame_creation(printed)
         if blamed is None:
+            for kept in printed:  # not the user's layers: printed as Caffe meant to
+                self._saved_hook(type(kept), kept, kept.__traceback__)
             return False
         raise UserError(blamed) from None
+
+
+def _names(layers: list, cls: type) -> str:
+    names = " or ".join(repr(layer.name) for layer in layers)
+    return f"layer {names} ({cls.__module__}.{cls.__name__})"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -180,6 +180,17 @@ class BadForward(Fine):
         helper()
 
 
+class BadInit(Fine):
+    def __init__(self, param):
+        super().__init__(param)
+        raise RuntimeError("missing weights file: 'w.npy'")
+
+
+class BadSignature(Fine):
+    def __init__(self):
+        pass
+
+
 def helper():
     return 1 / 0
 """
@@ -225,6 +236,19 @@ def user_layers(tmp_path, monkeypatch):
             "no such option: 'sclae'",
         ),
         (
+            # Caffe prints what __init__ raised and clears it; pycaffe raises a SystemError naming nothing.
+            "user_layers_for_isolate",
+            "BadInit",
+            "layer 'py' (user_layers_for_isolate.BadInit): __init__() raised RuntimeError: "
+            "missing weights file: 'w.npy'",
+        ),
+        (
+            "user_layers_for_isolate",
+            "BadSignature",
+            "layer 'py' (user_layers_for_isolate.BadSignature): Caffe could not create it: TypeError: "
+            "BadSignature.__init__() takes 1 positional argument but 2 were given",
+        ),
+        (
             "user_layers_for_isolate",
             "BadForward",
             "layer 'py' (user_layers_for_isolate.BadForward): forward() raised ZeroDivisionError: "
@@ -242,6 +266,24 @@ def test_what_the_users_python_layers_raise_is_a_one_line_user_error(
     with pytest.raises(UserError) as info, UserPythonLayers(net_param.layer):
         net_from_text(text).forward()
     assert str(info.value) == message
+
+
+@pytest.mark.caffe
+def test_a_python_layer_that_fails_while_created_is_named_in_one_line_by_the_tools(
+    caffe, user_layers, tmp_path, capsys
+):
+    from caffe_nanlayers.diagnose.locate_cli import main as locate_main
+
+    text, _ = _python_net(user_layers, "BadInit")
+    (tmp_path / "net.prototxt").write_text(text)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 2\n')
+    assert locate_main([str(solver), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "caffe-nan locate: error: layer 'py' (user_layers_for_isolate.BadInit): __init__() raised "
+        "RuntimeError: missing weights file: 'w.npy'\n"
+    )
 
 
 @pytest.mark.caffe
