@@ -32,7 +32,7 @@ CAFFE_SDIST = "brocolli-caffe"
 CAFFE_VERSION = "9.0.2"
 CAFFE_SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
 # Bump when the way the build is driven changes, so old caches are not reused.
-RECIPE_REVISION = "1"
+RECIPE_REVISION = "2"
 
 DEBIAN_BUILD_PACKAGES = [
     "build-essential",
@@ -301,7 +301,7 @@ def hdf5_include_dirs() -> list[str]:
     return dirs
 
 
-def build_flags(probe: dict, shim_dir: Path) -> tuple[list[str], str]:
+def build_flags(probe: dict, shim_dir: Path, no_conda: Path) -> tuple[list[str], str]:
     includes = [probe["include"], probe["numpy_include"], *hdf5_include_dirs()]
     cxx_flags = " ".join(
         ["-DWITH_PYTHON_LAYER", "-DUSE_LMDB", "-DUSE_LEVELDB", "-DUSE_HDF5", "-O2"]
@@ -317,6 +317,13 @@ def build_flags(probe: dict, shim_dir: Path) -> tuple[list[str], str]:
         f"-DPython3_EXECUTABLE={probe['executable']}",
         f"-DCMAKE_CXX_FLAGS={cxx_flags}",
         f"-DCMAKE_SHARED_LINKER_FLAGS={linker_flags}",
+        # The sdist's CMakeLists puts its packager's conda (ANACONDA_HOME=/root/miniconda3)
+        # first on the include, link and run paths: as a non-root user the compiler stops
+        # on the unreadable /root ("Permission denied"), and a conda that is there would
+        # lend its headers to the build and its libraries to `import caffe`. Point it at
+        # an empty directory, and write no run path: every library is a system one.
+        f"-DANACONDA_HOME={no_conda}",
+        "-DCMAKE_SKIP_RPATH=ON",
     ]
     return cmake_args, cxx_flags + " | " + linker_flags
 
@@ -344,7 +351,9 @@ def build_caffe(progress: Progress, probe: dict, build_root: Path, sdist: Path) 
     source = src_parent / f"{CAFFE_SDIST}-{CAFFE_VERSION}"
     shim_dir = build_root / "libshims"
     progress.say("library names: " + ", ".join(link_shims(shim_dir, probe["version"])))
-    cmake_args, summary = build_flags(probe, shim_dir)
+    no_conda = build_root / "no-conda"
+    no_conda.mkdir(exist_ok=True)
+    cmake_args, summary = build_flags(probe, shim_dir, no_conda)
     progress.say(f"flags: {summary}")
     build_dir = source / "build"
     build_dir.mkdir()

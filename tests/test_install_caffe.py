@@ -56,3 +56,13 @@ def test_check_reports_a_python_without_caffe(tmp_path):
     fake.chmod(0o755)
     ok, detail = install_caffe.check_caffe(str(fake))
     assert not ok and "caffe" in detail
+
+
+def test_build_keeps_the_sdist_conda_paths_out(tmp_path):
+    # The sdist's CMakeLists defaults ANACONDA_HOME to /root/miniconda3 and puts it
+    # on the include, link and run paths: unreadable to a non-root compiler, and a
+    # conda's headers and libraries wherever one is installed there.
+    venv_probe = {"include": "/usr/include/python3.11", "numpy_include": "/np", "executable": "/v/bin/python"}
+    args, _ = install_caffe.build_flags(venv_probe, tmp_path / "shims", tmp_path / "no-conda")
+    assert f"-DANACONDA_HOME={tmp_path / 'no-conda'}" in args
+    assert "-DCMAKE_SKIP_RPATH=ON" in args
