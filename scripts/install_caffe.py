@@ -206,14 +206,14 @@ def install_debian_packages(progress: Progress, probe: dict) -> None:
     if not missing:
         progress.say("Debian build packages: all present")
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # sudo resets the environment, so the front end is set on the command line.
+    apt_get = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
     progress.run(
         f"apt-get install {len(missing)} packages",
         [
-            privileged(["apt-get", "update", "-qq"]),
-            privileged(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]),
+            privileged([*apt_get, "update", "-qq"]),
+            privileged([*apt_get, "install", "-y", "-qq", "--no-install-recommends", *missing]),
         ],
-        env=env,
     )
 
 

@@ -66,3 +66,27 @@ def test_build_keeps_the_sdist_conda_paths_out(tmp_path):
     args, _ = install_caffe.build_flags(venv_probe, tmp_path / "shims", tmp_path / "no-conda")
     assert f"-DANACONDA_HOME={tmp_path / 'no-conda'}" in args
     assert "-DCMAKE_SKIP_RPATH=ON" in args
+
+
+def test_apt_get_through_sudo_stays_noninteractive(monkeypatch, tmp_path):
+    # sudo resets the environment, so the front end must be part of the command.
+    monkeypatch.setattr(install_caffe.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(install_caffe.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(install_caffe, "dpkg_installed", lambda package: package != "cmake")
+    ran = []
+
+    class Recorder(install_caffe.Progress):
+        def run(self, step, commands, cwd=None, env=None):
+            ran.extend(commands)
+
+    include = tmp_path / "include"
+    include.mkdir()
+    (include / "Python.h").touch()
+    venv_probe = {"include": str(include), "version": "3.11"}
+    install_caffe.install_debian_packages(Recorder(tmp_path / "logs"), venv_probe)
+    assert [c[c.index("apt-get") + 1] for c in ran] == ["update", "install"]
+    for command in ran:
+        assert command[0] == "sudo"
+        before_apt_get = command[command.index("apt-get") - 2 : command.index("apt-get")]
+        assert before_apt_get == ["env", "DEBIAN_FRONTEND=noninteractive"], command
+    assert ran[1][-1] == "cmake"
