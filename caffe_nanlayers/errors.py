@@ -6,14 +6,19 @@ catches it too. It carries, besides its message, where and what it found as
 attributes, so tools (``caffe-nan locate``) read them instead of parsing text.
 ``UserError`` is a mistake in what the user gave us (a file, an option, a
 ``param_str``): the command-line tools print its message as one line and exit
-with code 2, never with a traceback.
+with code 2, never with a traceback (``run_command``, which every command
+goes through, also makes Ctrl-C one line, exit 130).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import Callable
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 class NonFiniteError(FloatingPointError):
@@ -58,6 +63,23 @@ class NonFiniteError(FloatingPointError):
 
 class UserError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+def run_command(prog: str, body: Callable[[], int], error_prefix: str = "", on_exit=None) -> int:
+    """Run a command's ``body``: a ``UserError`` is one line on stderr and exit 2, Ctrl-C one line and 130.
+
+    ``on_exit`` (if given) runs first on either way out, e.g. to end a progress bar's line.
+    """
+    try:
+        return body()
+    except UserError as exc:
+        message, code = f"{prog}: {error_prefix}{exc}", 2
+    except KeyboardInterrupt:
+        message, code = f"{prog}: interrupted", EXIT_INTERRUPTED
+    if on_exit is not None:
+        on_exit()
+    print(message, file=sys.stderr)
+    return code
 
 
 @contextlib.contextmanager

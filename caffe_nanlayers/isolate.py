@@ -74,6 +74,9 @@ _BOOTSTRAP = (
 
 
 def _child_main() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops and kills this child, which must not
+    # answer first with a KeyboardInterrupt of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for warm_up in pickle.load(sys.stdin.buffer):
         try:
             warm_up()

@@ -252,3 +252,15 @@ def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
     path.write_text("hello\nworld\n")
     assert doctor_main([str(path)]) == 2
     assert "no training lines in 2 lines" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    import caffe_nanlayers.diagnose.doctor_cli as doctor_cli
+
+    def interrupted(handle):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(doctor_cli, "parse_log", interrupted)
+    (tmp_path / "train.log").write_text("I0101 solver.cpp:228] Iteration 0, loss = 1\n")
+    assert doctor_main([str(tmp_path / "train.log"), "--json"]) == 130
+    assert capsys.readouterr() == ("", "caffe-nan doctor: interrupted\n")

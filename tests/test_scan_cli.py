@@ -399,3 +399,63 @@ def test_a_python_data_layer_that_fails_is_the_users_mistake_in_one_line(
 
     assert (code, report) == (2, None)
     assert err.count("\n") == 1 and expected in err, err
+
+
+SLOW_DATA_LAYER = '''
+import os
+import time
+
+import caffe
+
+
+class Slow(caffe.Layer):
+    """Tells the test it is running (its process id in a file), then takes its time."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1, 2)
+
+    def forward(self, bottom, top):
+        with open("scanning.pid", "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(0.01)
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+'''
+
+
+def test_ctrl_c_ends_the_scan_and_its_caffe_child_in_one_line(caffe, workdir):
+    import os
+    import signal
+    import time
+
+    (workdir / "slow_batches.py").write_text(SLOW_DATA_LAYER)
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "py" type: "Python" top: "data"\n'
+        '  python_param { module: "slow_batches" layer: "Slow" } }\n'
+    )
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "caffe_nanlayers.cli", "scan", "net.prototxt", "--python-batches", "100000"],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{REPO}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a command
+    )
+    pid_file = workdir / "scanning.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.is_file() or not pid_file.read_text():  # the Caffe child is running the layer
+        assert scan.poll() is None and time.monotonic() < deadline, scan.stderr.read()
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+
+    os.killpg(scan.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group, parent and child
+    out, err = scan.communicate(timeout=30)
+
+    assert (scan.returncode, out, err) == (130, "", "caffe-nan scan: interrupted\n")
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Callable
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import run_command
 
 
 class _UsageError(Exception):
@@ -37,10 +37,7 @@ def run(parser: Parser, argv: list[str] | None, body: Callable[[argparse.Namespa
     """Parse ``argv`` and run ``body``; user mistakes become one line on stderr and exit 2."""
     try:
         args = parser.parse_args(argv)
-        return body(args)
     except _UsageError as exc:
         print(f"{parser.prog}: error: {exc} (see --help)", file=sys.stderr)
         return 2
-    except UserError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(parser.prog, lambda: body(args), error_prefix="error: ")

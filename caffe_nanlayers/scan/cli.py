@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import run_command
 from caffe_nanlayers.scan.progress import Progress
 from caffe_nanlayers.scan.report import format_json, format_text
 from caffe_nanlayers.scan.scanner import DEFAULT_PYTHON_BATCHES, scan
@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
             progress = Progress(total, sys.stderr, unit=unit)
         progress.update(done)
 
-    try:
+    def end_progress_line() -> None:
+        if progress is not None:
+            progress.finish()
+
+    def body() -> int:
         report = scan(
             args.net,
             phase=args.phase,
@@ -98,15 +102,11 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
             python_batches=args.python_batches,
             on_progress=None if args.quiet else on_progress,
         )
-    except UserError as exc:
-        if progress is not None:
-            progress.finish()
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    if progress is not None:
-        progress.finish()
-    sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))
-    return 1 if report.bad else 0
+        end_progress_line()
+        sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))
+        return 1 if report.bad else 0
+
+    return run_command(prog, body, on_exit=end_progress_line)
 
 
 if __name__ == "__main__":
