@@ -60,8 +60,28 @@ def looks_like_solver(text: str) -> bool:
     return bool(_SOLVER_ONLY_FIELDS.search(text)) and not _NET_FIELDS.search(text)
 
 
+_COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
+
+
+def _require_content(text: str, path) -> None:
+    """An empty file parses as an empty message: said here, not found later as "no layer"."""
+    if all(_COMMENT_OR_BLANK.match(line) for line in text.splitlines()):
+        what = "only comments" if text.strip() else "empty"
+        raise UserError(f"{path}: {what}, expected a net or solver prototxt")
+
+
+def _require_layers(net, path) -> None:
+    """A net without layers would give a silently empty answer (nothing instrumented, nothing scanned)."""
+    if not net.layer and not net.layers:
+        raise UserError(f"{path}: the net has no layer")
+
+
 def read_net(path: str | os.PathLike):
-    return parse_text(_read_text(path), caffe_pb2().NetParameter(), path)
+    text = _read_text(path)
+    _require_content(text, path)
+    net = parse_text(text, caffe_pb2().NetParameter(), path)
+    _require_layers(net, path)
+    return net
 
 
 def read_solver(path: str | os.PathLike):
@@ -88,30 +108,44 @@ def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
     for candidate, how in candidates:
         if candidate.is_file():
             return candidate, f"net file {candidate} found {how}" if len(candidates) > 1 else ""
-    raise UserError(
-        f"{solver_path}: net file {name!r} not found (tried the working directory and {solver_path.parent})"
-    )
+    for candidate, _ in candidates:
+        if candidate.is_dir():
+            where = f" ({candidate})" if str(candidate) != name else ""
+            raise UserError(
+                f"{solver_path}: net file {name!r} is a directory{where}, expected a net prototxt"
+            )
+    tried = "the working directory"
+    if len(candidates) > 1 and solver_path.parent.resolve() != Path.cwd().resolve():
+        tried += f" and the solver's directory {solver_path.parent}"
+    raise UserError(f"{solver_path}: net file {name!r} not found (tried {tried})")
 
 
 def read_net_or_solver(path: str | os.PathLike, which: str = "train") -> ResolvedNet:
     """Read a net file, or a solver and its train (or first test) net."""
     path = Path(path)
     text = _read_text(path)
+    _require_content(text, path)
     if not looks_like_solver(text):
-        return ResolvedNet(net=parse_text(text, caffe_pb2().NetParameter(), path), path=path)
+        net = parse_text(text, caffe_pb2().NetParameter(), path)
+        _require_layers(net, path)
+        return ResolvedNet(net=net, path=path)
     solver = parse_text(text, caffe_pb2().SolverParameter(), path)
+    inline = None
     if which == "train":
         if solver.HasField("train_net_param"):
-            return ResolvedNet(solver.train_net_param, None, solver, path, "inline train_net_param")
-        if solver.HasField("net_param"):
-            return ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
+            inline = ResolvedNet(solver.train_net_param, None, solver, path, "inline train_net_param")
+        elif solver.HasField("net_param"):
+            inline = ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
         name = solver.train_net or solver.net
     else:
         if solver.test_net_param:
-            return ResolvedNet(solver.test_net_param[0], None, solver, path, "inline test_net_param")
-        if solver.HasField("net_param"):
-            return ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
+            inline = ResolvedNet(solver.test_net_param[0], None, solver, path, "inline test_net_param")
+        elif solver.HasField("net_param"):
+            inline = ResolvedNet(solver.net_param, None, solver, path, "inline net_param")
         name = solver.test_net[0] if solver.test_net else solver.net
+    if inline is not None:
+        _require_layers(inline.net, f"{path} ({inline.note})")
+        return inline
     if not name:
         raise UserError(f"{path}: solver names no {which} net (expected net:, {which}_net: or net_param)")
     net_path, note = resolve_net_file(name, path)

@@ -84,3 +84,39 @@ def test_write_atomic_gives_the_mode_open_would_or_keeps_the_targets(tmp_path):
         assert (stat.S_IMODE(kept.stat().st_mode), kept.read_text()) == (0o755, "new")
     finally:
         os.umask(old_umask)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty, expected a net or solver prototxt"),
+        ("# a net will go here\n\n", "only comments, expected a net or solver prototxt"),
+        ('name: "n"\n', "the net has no layer"),
+    ],
+)
+def test_a_file_without_a_layer_is_an_error_not_an_empty_net(caffe, tmp_path, text, message):
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        proto_io.read_net_or_solver(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_solvers_net_without_a_layer_is_an_error(caffe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text('name: "n"\n')
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\n')
+    with pytest.raises(UserError, match=r"^net\.prototxt: the net has no layer$"):
+        proto_io.read_net_or_solver("solver.prototxt")
+    (tmp_path / "inline.prototxt").write_text('base_lr: 0.01\nnet_param { name: "n" }\n')
+    with pytest.raises(UserError, match=r"^inline\.prototxt \(inline net_param\): the net has no layer$"):
+        proto_io.read_net_or_solver("inline.prototxt")
+
+
+def test_a_solvers_net_that_is_a_directory_is_said_so(caffe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "solver.prototxt").write_text('net: "models"\nbase_lr: 0.01\n')
+    with pytest.raises(UserError) as err:
+        proto_io.read_net_or_solver("solver.prototxt")
+    assert str(err.value) == "solver.prototxt: net file 'models' is a directory, expected a net prototxt"
