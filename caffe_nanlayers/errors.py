@@ -82,6 +82,23 @@ def run_command(prog: str, body: Callable[[], int], error_prefix: str = "", on_e
     return code
 
 
+def refuse_to_overwrite(output, inputs, option: str) -> None:
+    """The tools never write into what they read: ``output`` (named by ``option``) must be none of ``inputs``.
+
+    The same file by another name (``./x``, a symbolic or hard link) counts.
+    """
+    for given in inputs:
+        if given is not None and given != "-" and _same_file(output, given):
+            raise UserError(f"{output}: refusing to overwrite the input {given}; give another {option}")
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return Path(a).resolve() == Path(b).resolve()
+
+
 @contextlib.contextmanager
 def reading(path, expected: str):
     """Turn the ways opening or decoding a user's file fails into one-line UserErrors.

@@ -247,6 +247,21 @@ def test_a_plot_path_that_cannot_be_written_is_one_line_exit_2(logs, tmp_path, c
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_the_plot_never_overwrites_the_log(logs, tmp_path, capsys):
+    log = tmp_path / "train.log"
+    log.write_bytes(logs["explode"].read_bytes())
+    (tmp_path / "link.log").symlink_to(log)
+    assert doctor_main([str(log), "--plot", str(log)]) == 2
+    assert doctor_main([str(log), "--json", "--plot", str(tmp_path / "link.log")]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"caffe-nan doctor: error: {log}: refusing to overwrite the input {log}; give another --plot\n"
+        f"caffe-nan doctor: error: {tmp_path / 'link.log'}: refusing to overwrite the input {log}; "
+        "give another --plot\n",
+    )
+    assert log.read_bytes() == logs["explode"].read_bytes()
+
+
 def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
     path = tmp_path / "notes.txt"
     path.write_text("hello\nworld\n")

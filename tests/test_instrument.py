@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -249,11 +250,18 @@ def test_cli_reads_a_solvers_net(caffe, tmp_path, capsys):
             "/proc/nope/x: cannot write the instrumented net: No such file or directory (/proc/nope)",
         ),
         (["net.prototxt", "-o", "."], ".: is a directory; give a file name for the instrumented net"),
+        (["empty.prototxt"], "empty.prototxt: empty, expected a net or solver prototxt"),
+        (
+            ["net.prototxt", "-o", "linked.prototxt"],  # the input under another name: a hard link
+            "linked.prototxt: refusing to overwrite the input net.prototxt; give another -o",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2(caffe, argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "net.prototxt").write_text(NET)
+    (tmp_path / "empty.prototxt").write_text("")
+    os.link(tmp_path / "net.prototxt", tmp_path / "linked.prototxt")
     (tmp_path / "bad.prototxt").write_text("layer { name: \n")
     assert instrument_main(argv) == 2
     err = capsys.readouterr().err

@@ -14,7 +14,7 @@ from pathlib import Path
 from caffe_nanlayers.diagnose.caffe_log import parse_log
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.doctor import diagnose
-from caffe_nanlayers.errors import UserError, reading
+from caffe_nanlayers.errors import UserError, reading, refuse_to_overwrite
 
 
 @contextmanager
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
     parser = _parser(prog)
 
     def body(args) -> int:
+        if args.plot:
+            refuse_to_overwrite(args.plot, (args.log,), "--plot")
         with _open_log(args.log) as handle:
             try:
                 log = parse_log(handle)

@@ -13,7 +13,7 @@ from pathlib import Path
 from caffe_nanlayers.atomic import write_atomic
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net
-from caffe_nanlayers.errors import UserError, writing
+from caffe_nanlayers.errors import refuse_to_overwrite, writing
 from caffe_nanlayers.proto_io import read_net_or_solver
 
 
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> i
             return 0
         base = source or Path(args.net)
         output = Path(args.output) if args.output else base.with_name(base.stem + ".checked.prototxt")
-        for original in filter(None, (Path(args.net), source)):
-            if output.resolve() == original.resolve():
-                raise UserError(f"{output}: refusing to overwrite the input; give another -o")
+        refuse_to_overwrite(output, (args.net, source), "-o")
         with writing(output, "the instrumented net"):
             write_atomic(output, result.text)
         if args.format == "json":
