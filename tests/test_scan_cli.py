@@ -237,12 +237,37 @@ def test_corrupt_record_is_named_in_one_line(caffe, workdir, capsys):
         ("missing", "'nowhere_lmdb' (layer 'data'): no such directory"),
         ("leveldb_default", "it is an LMDB: add backend: LMDB"),
         ("hdf5_names", "has no dataset 'label' (datasets: 'data', 'labels')"),
+        ("a_file", "LMDB source 'db' (layer 'data'): is a file, expected a directory (an LMDB database)"),
+        ("empty_data_mdb", "LMDB source 'db' (layer 'data'): not an LMDB, its data.mdb is empty"),
+        # The private view's path is the library's, not the user's: the message names only theirs.
+        (
+            "garbage_data_mdb",
+            "LMDB source 'db' (layer 'data'): cannot open the LMDB: MDB_INVALID: File is not",
+        ),
+        ("hdf5_list_binary", "list.txt: not a text file (byte 0 is not UTF-8), expected a list of .h5 files"),
+        ("hdf5_entry_dir", "list.txt:1: HDF5 file 'a.h5' is a directory, expected an HDF5 file"),
     ],
 )
 def test_dataset_mistakes_are_one_line_errors(caffe, workdir, capsys, setup, expected):
     net = data_layer("db", 2)
+    hdf5_net = (
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
+        '  hdf5_data_param { source: "list.txt" batch_size: 2 } }\n'
+    )
     if setup == "empty":
         write_lmdb(workdir / "db", [])
+    elif setup == "a_file":
+        (workdir / "db").write_text("")
+    elif setup in ("empty_data_mdb", "garbage_data_mdb"):
+        (workdir / "db").mkdir()
+        (workdir / "db" / "data.mdb").write_bytes(b"" if setup == "empty_data_mdb" else b"\x17" * 8192)
+    elif setup == "hdf5_list_binary":
+        (workdir / "list.txt").write_bytes(b"\xff\xfe\x00a.h5\n")
+        net = hdf5_net
+    elif setup == "hdf5_entry_dir":
+        (workdir / "a.h5").mkdir()
+        (workdir / "list.txt").write_text("a.h5\n")
+        net = hdf5_net
     elif setup == "missing":
         net = data_layer("nowhere_lmdb", 2)
     elif setup == "leveldb_default":
@@ -252,10 +277,7 @@ def test_dataset_mistakes_are_one_line_errors(caffe, workdir, capsys, setup, exp
         with h5py.File(workdir / "a.h5", "w") as f:
             f["data"], f["labels"] = np.zeros((2, 3), np.float32), np.zeros(2, np.float32)
         (workdir / "list.txt").write_text("a.h5\n")
-        net = (
-            'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
-            '  hdf5_data_param { source: "list.txt" batch_size: 2 } }\n'
-        )
+        net = hdf5_net
     (workdir / "net.prototxt").write_text(net)
 
     code, report, err = run_scan(capsys, "net.prototxt")

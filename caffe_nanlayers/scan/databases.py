@@ -16,6 +16,7 @@ records, and a clear error says how to install them when missing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -41,12 +42,15 @@ def check_database_dir(path: Path, backend: str, label: str) -> None:
     if not path.exists():
         raise UserError(f"{label}: no such directory (Caffe resolves it against the working directory)")
     if not path.is_dir():
-        raise UserError(f"{label}: is a file; a {backend} database is a directory")
+        kind = "an LMDB" if backend == "LMDB" else "a LevelDB"
+        raise UserError(f"{label}: is a file, expected a directory ({kind} database)")
     is_lmdb = (path / LMDB_DATA_FILE).is_file()
     is_leveldb = (path / LEVELDB_MARKER).is_file()
     if backend == "LMDB" and not is_lmdb:
         hint = " (it is a LevelDB: set backend: LEVELDB)" if is_leveldb else ""
         raise UserError(f"{label}: not an LMDB, no {LMDB_DATA_FILE} in it{hint}")
+    if backend == "LMDB" and (path / LMDB_DATA_FILE).stat().st_size == 0:
+        raise UserError(f"{label}: not an LMDB, its {LMDB_DATA_FILE} is empty")
     if backend == "LEVELDB" and not is_leveldb:
         hint = (
             " (it is an LMDB: add backend: LMDB to data_param, LEVELDB is Caffe's default)" if is_lmdb else ""
@@ -75,11 +79,20 @@ def count_records(view: Path, backend: str, label: str) -> int:
     return sum(1 for _ in iter_keys(view, backend, label))
 
 
+def is_empty(view: Path, backend: str, label: str) -> bool:
+    """Whether the database holds no record; False when its reader (lmdb, plyvel) is not installed."""
+    if importlib.util.find_spec("lmdb" if backend == "LMDB" else "plyvel") is None:
+        return False
+    return next(iter_keys(view, backend, label), None) is None
+
+
 def _open_lmdb(lmdb, view: Path, label: str):
     try:
         return lmdb.open(str(view), readonly=True, lock=False, subdir=True, max_readers=1)
     except lmdb.Error as exc:
-        raise UserError(f"{label}: cannot open the LMDB: {exc}") from None
+        # py-lmdb prefixes the path it opened: the private view, which means nothing to the user.
+        why = str(exc).removeprefix(f"{view}: ")
+        raise UserError(f"{label}: cannot open the LMDB: {why}") from None
 
 
 def iter_items(view: Path, backend: str, label: str, values: bool = True):

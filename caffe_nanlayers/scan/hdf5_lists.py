@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, reading
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,14 +23,17 @@ class Hdf5File:
     rows: int
 
 
+def read_text_list(source: str, label: str, expected: str) -> str:
+    """The text of a data layer's list file (HDF5 files, images), its problems in one line naming it."""
+    if not Path(source).exists():
+        raise UserError(f"{label}: no such file (Caffe resolves it against the working directory)")
+    with reading(source, expected):
+        return Path(source).read_text(encoding="utf-8")
+
+
 def read_list(source: str, label: str) -> list[tuple[int, str]]:
     """(line number, file name) for each entry of an HDF5Data source list, as Caffe tokenizes it."""
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{label}: no such file (Caffe resolves it against the working directory)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{label}: cannot read the list of HDF5 files: {exc}") from None
+    text = read_text_list(source, label, "a list of .h5 files, one a line")
     entries = [(number, token) for number, line in enumerate(text.splitlines(), 1) for token in line.split()]
     if not entries:
         raise UserError(f"{label}: lists no HDF5 file (Caffe needs at least one)")
@@ -47,22 +50,39 @@ def _h5py():
     return h5py
 
 
+def _require_file(source: str, line: int, name: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        beside = Path(source).parent / name
+        hint = (
+            f"; it exists relative to the list ({beside}), but Caffe opens entries relative to the "
+            "working directory"
+            if not path.is_absolute() and beside.is_file()
+            else ""
+        )
+        what = "is a directory, expected an HDF5 file" if path.is_dir() else "not found"
+        raise UserError(f"{source}:{line}: HDF5 file {name!r} {what}{hint}")
+    return path
+
+
+def check_files(source: str, tops: list[str], label: str) -> None:
+    """``inspect_files`` where h5py is installed; else only that every listed file is there."""
+    try:
+        import h5py  # noqa: F401 (only whether it is there)
+    except ImportError:
+        for line, name in read_list(source, label):
+            _require_file(source, line, name)
+        return
+    inspect_files(source, tops, label)
+
+
 def inspect_files(source: str, tops: list[str], label: str) -> list[Hdf5File]:
     """Check every listed file has a numeric dataset per top with equal row counts; return the row counts."""
     h5py = _h5py()
     files = []
     for line, name in read_list(source, label):
         where = f"{source}:{line}"
-        path = Path(name)
-        if not path.is_file():
-            beside = Path(source).parent / name
-            hint = (
-                f"; it exists relative to the list ({beside}), but Caffe opens entries relative to the "
-                "working directory"
-                if not path.is_absolute() and beside.is_file()
-                else ""
-            )
-            raise UserError(f"{where}: HDF5 file {name!r} not found{hint}")
+        path = _require_file(source, line, name)
         try:
             handle = h5py.File(str(path), "r")
         except OSError as exc:

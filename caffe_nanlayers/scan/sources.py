@@ -92,7 +92,36 @@ def open_source(layer, workdir: Path) -> Source:
     raise UserError(f"layer {layer.name!r}: {layer.type} layers cannot be scanned")
 
 
-def _database(layer, workdir: Path) -> Source:
+def check_for_training(layers, workdir: Path) -> None:
+    """Check the datasets of a net about to be trained, as the scan does, and keep Caffe out of them.
+
+    For ``locate``, which runs the user's own net: a missing, empty or
+    mismatched dataset is one line naming it instead of a Caffe CHECK that
+    names nothing, and each LMDB or LevelDB layer is pointed at a private view
+    in ``workdir`` (which must outlive the training), so that Caffe's lock
+    files never land in the dataset. Nothing is counted, and the optional
+    readers (lmdb, plyvel, h5py) are used only where installed.
+    """
+    for layer in layers:
+        if layer.bottom:
+            continue
+        if layer.type == "Data":
+            kind, label, view = _database_view(layer, workdir)
+            if databases.is_empty(view, "LMDB" if kind == "LMDB" else "LEVELDB", label):
+                raise UserError(f"{label}: the database is empty; Caffe cannot fill a batch from it")
+            layer.data_param.source = str(view)
+        elif layer.type == "HDF5Data":
+            param = layer.hdf5_data_param
+            if not param.source:
+                raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
+            label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
+            hdf5_lists.check_files(param.source, list(layer.top), label)
+        elif layer.type == "ImageData":
+            _image_list(layer)
+
+
+def _database_view(layer, workdir: Path) -> tuple[str, str, Path]:
+    """The kind, the label for messages, and a private view of a Data layer's checked database."""
     param = layer.data_param
     backend = BACKENDS.get(param.backend, "LEVELDB")
     kind = "LMDB" if backend == "LMDB" else "LevelDB"
@@ -104,7 +133,13 @@ def _database(layer, workdir: Path) -> Source:
     database = Path(param.source)
     databases.check_database_dir(database, backend, label)
     view = databases.make_view(database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend)
-    records = databases.count_records(view, backend, label)
+    return kind, label, view
+
+
+def _database(layer, workdir: Path) -> Source:
+    kind, label, view = _database_view(layer, workdir)
+    param = layer.data_param
+    records = databases.count_records(view, "LMDB" if kind == "LMDB" else "LEVELDB", label)
     if records == 0:
         raise UserError(f"{label}: the database is empty; Caffe cannot fill a batch from it")
     return Source(layer.name, kind, param.source, records, param.batch_size, view=view)
@@ -113,12 +148,7 @@ def _database(layer, workdir: Path) -> Source:
 def _image_list(layer) -> Source:
     param = layer.image_data_param
     label = f"ImageData source {param.source!r} (layer {layer.name!r})"
-    try:
-        lines = Path(param.source).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{label}: no such file (Caffe resolves it against the working directory)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{label}: cannot read the image list: {exc}") from None
+    lines = hdf5_lists.read_text_list(param.source, label, "an image list").splitlines()
     if not lines:
         raise UserError(f"{label}: the image list is empty")
     # Caffe splits each line at its last space: the image path, then the label.
