@@ -242,3 +242,121 @@ def test_choose_cause_update_overflow_at_any_iteration(iteration, grad_growth):
     assert choose_cause(0.1, grad_growth, None, None, iteration, update_overflow=True) == "update_overflow"
     assert choose_cause(0.1, 1e4, None, None, iteration, update_overflow=True) == "gradient_explosion"
     assert choose_cause(float("inf"), None, None, None, iteration, update_overflow=True) == "lr_policy"
+
+
+def _lmdb_solver(tmp_path, values):
+    """A solver over a classifier reading an LMDB written here (records of shape 2x3x3)."""
+    from scan_datasets import write_lmdb
+
+    write_lmdb(tmp_path / "train_lmdb", values)
+    (tmp_path / "train_lmdb" / "lock.mdb").unlink()
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "data" type: "Data" top: "data" top: "label"\n'
+        '  data_param { source: "train_lmdb" backend: LMDB batch_size: 2 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"\n'
+        '  inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }\n'
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n'
+    )
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 3\n')
+    return solver
+
+
+def test_the_dataset_is_only_read(caffe, tmp_path, capsys, monkeypatch):
+    from scan_datasets import float_datum, float_records, snapshot
+
+    monkeypatch.chdir(tmp_path)  # Caffe resolves sources against the working directory
+    solver = _lmdb_solver(tmp_path, [float_datum(r) for r in float_records(6)])
+    before = snapshot(tmp_path / "train_lmdb")
+    assert locate_main([str(solver), "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    assert snapshot(tmp_path / "train_lmdb") == before  # no lock.mdb: Caffe read a private view
+
+
+@pytest.mark.parametrize(
+    ("source", "setup", "message"),
+    [
+        ("nowhere_lmdb", None, "LMDB source 'nowhere_lmdb' (layer 'data'): no such directory"),
+        ("empty_lmdb", "empty", "LMDB source 'empty_lmdb' (layer 'data'): the database is empty"),
+        ("a_file", "file", "LMDB source 'a_file' (layer 'data'): is a file, expected a directory"),
+    ],
+)
+def test_a_dataset_caffe_cannot_open_is_named_before_training(
+    caffe, tmp_path, capsys, monkeypatch, source, setup, message
+):
+    from scan_datasets import write_lmdb
+
+    monkeypatch.chdir(tmp_path)
+    solver = _lmdb_solver(tmp_path, [])
+    if setup == "empty":
+        write_lmdb(tmp_path / source, [])
+    elif setup == "file":
+        (tmp_path / source).write_text("")
+    net = tmp_path / "net.prototxt"
+    net.write_text(net.read_text().replace('"train_lmdb"', f'"{source}"'))
+    assert locate_main([str(solver), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"caffe-nan locate: error: {message}") and err.count("\n") == 1, err
+
+
+def test_a_record_caffe_cannot_read_points_at_the_scan(caffe, tmp_path, capsys, monkeypatch):
+    from scan_datasets import float_datum, float_records
+
+    monkeypatch.chdir(tmp_path)
+    values = [float_datum(r) for r in float_records(4)]
+    values[1] = b"\xff\xfe not a Datum"
+    solver = _lmdb_solver(tmp_path, values)
+    assert locate_main([str(solver), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Caffe stopped: Check failed" in err
+    assert err.endswith(f"; 'caffe-nan scan {solver}' names the record Caffe could not read\n")
+
+
+def test_weights_caffe_refuses_are_named_as_the_problem(caffe, tmp_path, capsys, make_net):
+    solver = str(DIAGNOSE / "regression_solver.prototxt")
+    (tmp_path / "text.caffemodel").write_text("not a model")
+    other = make_net(
+        'input: "x" input_shape { dim: 1 dim: 7 }\n'
+        'layer { name: "fc1" type: "InnerProduct" bottom: "x" top: "fc1"\n'
+        "  inner_product_param { num_output: 5 } }\n"
+    )
+    other.save(str(tmp_path / "other.caffemodel"))
+    out = ["--out", str(tmp_path / "out")]
+    assert locate_main([solver, "--weights", str(tmp_path / "text.caffemodel"), *out]) == 2
+    assert locate_main([solver, "--weights", str(tmp_path / "other.caffemodel"), *out]) == 2
+    assert locate_main([solver, "--weights", str(tmp_path), *out]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3
+    loading = f": cannot load these weights into the net of {solver}: Caffe stopped: "
+    assert err[0].startswith(f"caffe-nan locate: error: {tmp_path / 'text.caffemodel'}{loading}")
+    assert "Failed to parse NetParameter" in err[0]
+    assert err[1].startswith(f"caffe-nan locate: error: {tmp_path / 'other.caffemodel'}{loading}")
+    assert "Cannot copy param 0 weights from layer 'fc1'; shape mismatch" in err[1]
+    assert err[2] == f"caffe-nan locate: error: {tmp_path}: is a directory, expected a .caffemodel"
+
+
+def test_out_never_overwrites_an_input(caffe, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    solver = out / "locate_solver.prototxt"  # a previous run's working solver, run again
+    solver.write_text(
+        (DIAGNOSE / "regression_solver.prototxt")
+        .read_text()
+        .replace('net: "regression.prototxt"', f'net: "{DIAGNOSE / "regression.prototxt"}"')
+    )
+    before = solver.read_text()
+    assert locate_main([str(solver), "--out", str(out)]) == 2
+    weights = out / "last_good_iter0.caffemodel"
+    weights.write_bytes(b"")
+    assert (
+        locate_main(
+            [str(DIAGNOSE / "regression_solver.prototxt"), "--weights", str(weights), "--out", str(out)]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"caffe-nan locate: error: {solver}: refusing to overwrite the input {solver}; give another --out",
+        f"caffe-nan locate: error: {out}: refusing to overwrite the input {out}; "
+        "give another --out (it holds the --weights file)",
+    ]
+    assert solver.read_text() == before and weights.read_bytes() == b""

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +37,18 @@ from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.instrument import instrument_net
 from caffe_nanlayers.diagnose.replay import Producer, replay
-from caffe_nanlayers.errors import NonFiniteError, UserError, writing
+from caffe_nanlayers.errors import NonFiniteError, UserError, reading, refuse_to_overwrite, writing
 from caffe_nanlayers.finite import all_finite, nonfinite_stats
 from caffe_nanlayers.isolate import UserPythonLayers
 from caffe_nanlayers.lint.lr_schedule import Schedule
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
+from caffe_nanlayers.scan.scan_net import layers_in_phase
+from caffe_nanlayers.scan.sources import check_for_training
 
 DEFAULT_MAX_ITER = 1000
+# What locate writes in --out besides the dumps and last_good_iter<N>.caffemodel.
+WRITTEN_FILES = ("locate_solver.prototxt", "replay_net.prototxt", "report.json")
+LAST_GOOD = re.compile(r"last_good_iter\d+\.caffemodel")
 # A loss sends back a gradient about as large as the loss itself (SoftmaxWithLoss: at most 1;
 # EuclideanLoss: about its square root). One a million times larger is a loss dividing by an
 # input clamped near 0: MultinomialLogisticLoss and InfogainLoss send 1e20 / batch for p <= 1e-20.
@@ -197,21 +204,36 @@ def locate(report, options: LocateOptions) -> Diagnosis:
             f"{options.solver}: this is a net, locate needs a solver prototxt (base_lr, lr_policy...)"
         )
     out_dir = Path(options.out_dir)
-    with writing(out_dir, "the report and the last good weights (--out)"):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        solver_path = _working_solver(resolved, out_dir)
-    # What the user's Python layers raise (a module that does not import, an error in their
-    # setup or forward) is their mistake: one line naming the layer, not a traceback.
-    with UserPythonLayers(resolved.net.layer) as python_layers:
-        return _train(report, caffe, options, resolved, out_dir, solver_path, python_layers)
+    inputs = (options.solver, resolved.path, options.weights)
+    for name in WRITTEN_FILES:
+        refuse_to_overwrite(out_dir / name, inputs, "--out")
+    if options.weights and LAST_GOOD.fullmatch(Path(options.weights).name):
+        # Started from a previous run's weights: this run may save its own under the same name.
+        refuse_to_overwrite(out_dir, (Path(options.weights).parent,), "--out (it holds the --weights file)")
+    pb2 = caffe_pb2()
+    state = resolved.solver.train_state if resolved.solver.HasField("train_state") else None
+    with tempfile.TemporaryDirectory(prefix="nanlayers-locate-") as views:
+        # The datasets are checked first (a missing one is one line naming it) and read through
+        # private views: Caffe's lock files never land in them.
+        check_for_training(layers_in_phase(resolved.net, pb2.TRAIN, state), Path(views))
+        with writing(out_dir, "the report and the last good weights (--out)"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            solver_path = _working_solver(resolved, out_dir)
+        # What the user's Python layers raise (a module that does not import, an error in their
+        # setup or forward) is their mistake: one line naming the layer, not a traceback.
+        with UserPythonLayers(resolved.net.layer) as python_layers:
+            return _train(report, caffe, options, resolved, out_dir, solver_path, python_layers)
 
 
 def _train(report, caffe, options, resolved, out_dir, solver_path, python_layers) -> Diagnosis:
     solver = caffe.get_solver(str(solver_path))
     if options.weights:
-        if not Path(options.weights).is_file():
-            raise UserError(f"{options.weights}: no such weights file")
+        with reading(options.weights, "a .caffemodel"):
+            Path(options.weights).open("rb").close()
+        # If Caffe dies now (not a NetParameter, another net's shapes), the weights are what it refused.
+        report(("stage", f"{options.weights}: cannot load these weights into the net of {options.solver}"))
         solver.net.copy_from(str(options.weights))
+        report(("stage", None))
     net = solver.net
     watch = _Watch(net)
     solver.add_callback(watch.on_start, watch.on_gradients_ready)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.locate import DEFAULT_MAX_ITER, LocateOptions, locate
-from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import run_isolated
+from caffe_nanlayers.errors import reading
+from caffe_nanlayers.isolate import CaffeStopped, run_isolated
+
+# Where Caffe stops on a record it cannot read (a Datum that does not parse or fit the batch).
+DATA_READERS = ("data_transformer.cpp", "data_layer.cpp", "data_reader.cpp")
 
 
 def _positive(text: str) -> int:
@@ -53,13 +56,31 @@ def _parser(prog: str) -> Parser:
 
 def main(argv: list[str] | None = None, prog: str = "caffe-nan locate") -> int:
     def body(args) -> int:
-        if not Path(args.solver).is_file():  # said at once, without starting Caffe
-            raise UserError(f"{args.solver}: no such file")
+        # Said at once, without starting Caffe.
+        with reading(args.solver, "a solver prototxt"):
+            Path(args.solver).open("rb").close()
+        if args.weights:
+            with reading(args.weights, "a .caffemodel"):
+                Path(args.weights).open("rb").close()
         options = LocateOptions(
             solver=args.solver, out_dir=args.out, weights=args.weights, max_iter=args.max_iter
         )
-        progress = (lambda line: print(line, file=sys.stderr)) if args.format == "text" else None
-        verdict = run_isolated(locate, options, on_message=progress, context=f"while training {args.solver}")
+        training = f"while training {args.solver}"
+        stage = {"context": training}
+
+        def on_message(message) -> None:
+            if isinstance(message, tuple) and message[0] == "stage":  # what Caffe is doing for us now
+                stage["context"] = message[1] or training
+            elif args.format == "text":
+                print(message, file=sys.stderr)
+
+        try:
+            verdict = run_isolated(locate, options, on_message=on_message)
+        except CaffeStopped as exc:
+            hint = ""
+            if stage["context"] == training and any(where in str(exc) for where in DATA_READERS):
+                hint = f"; 'caffe-nan scan {args.solver}' names the record Caffe could not read"
+            raise CaffeStopped(f"{stage['context']}: {exc}{hint}") from None
         print(verdict.to_json() if args.format == "json" else verdict.to_text())
         return verdict.exit_code
 
