@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for a C program whose reader went away
 
 
 class NonFiniteError(FloatingPointError):
@@ -71,11 +72,18 @@ def run_command(prog: str, body: Callable[[], int], error_prefix: str = "", on_e
     ``on_exit`` (if given) runs first on either way out, e.g. to end a progress bar's line.
     """
     try:
-        return body()
+        code = body()
+        sys.stdout.flush()  # here, where a reader that went away is still ours to handle
+        return code
     except UserError as exc:
         message, code = f"{prog}: {error_prefix}{exc}", 2
     except KeyboardInterrupt:
         message, code = f"{prog}: interrupted", EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read stdout is gone (`| head`): nothing more to tell it, and nothing to say about it.
+        # stdout now points nowhere, so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     if on_exit is not None:
         on_exit()
     print(message, file=sys.stderr)

@@ -279,3 +279,72 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
     (tmp_path / "train.log").write_text("I0101 solver.cpp:228] Iteration 0, loss = 1\n")
     assert doctor_main([str(tmp_path / "train.log"), "--json"]) == 130
     assert capsys.readouterr() == ("", "caffe-nan doctor: interrupted\n")
+
+
+def _log_text(logs) -> bytes:
+    return logs["explode"].read_bytes()
+
+
+def test_a_gzip_log_is_found_by_its_content_and_its_damage_is_one_line(logs, tmp_path, capsys):
+    import gzip
+
+    packed = gzip.compress(_log_text(logs))
+    (tmp_path / "renamed.log").write_bytes(packed)  # gzip without the .gz name
+    (tmp_path / "plain.log.gz").write_bytes(_log_text(logs))  # the .gz name without gzip
+    assert doctor_main([str(tmp_path / "renamed.log")]) == 1
+    assert doctor_main([str(tmp_path / "plain.log.gz")]) == 1
+    assert capsys.readouterr().err == ""
+    (tmp_path / "cut.log.gz").write_bytes(packed[: len(packed) // 2])
+    damaged = bytearray(packed)
+    damaged[10] = 0b111  # the first deflate block (after gzip's 10-byte header) of reserved type 3
+    (tmp_path / "damaged.log.gz").write_bytes(bytes(damaged))
+    assert doctor_main([str(tmp_path / "cut.log.gz")]) == 2
+    assert doctor_main([str(tmp_path / "damaged.log.gz")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        f"caffe-nan doctor: error: {tmp_path / 'cut.log.gz'}: truncated gzip file "
+        "(it ends before its end-of-stream marker)"
+    )
+    assert err[1] == (
+        f"caffe-nan doctor: error: {tmp_path / 'damaged.log.gz'}: corrupt gzip data "
+        "(Error -3 while decompressing data: invalid block type)"
+    )
+    assert len(err) == 2
+
+
+def test_a_binary_file_is_not_a_text_log(tmp_path, capsys):
+    (tmp_path / "weights.caffemodel").write_bytes(b"\n\x05conv1\x12\x00\x1a\x00" * 100)
+    assert doctor_main([str(tmp_path / "weights.caffemodel")]) == 2
+    assert capsys.readouterr().err == (
+        f"caffe-nan doctor: error: {tmp_path / 'weights.caffemodel'}: not a text log (byte 8 is NUL), "
+        "expected a caffe train log\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stdin", "code", "err"),
+    [
+        (b"", 2, "caffe-nan doctor: error: <stdin>: no training lines in 0 lines"),
+        (None, 1, ""),  # the log, gzip-compressed, through a pipe
+    ],
+)
+def test_the_log_from_stdin(logs, stdin, code, err):
+    import gzip
+
+    data = gzip.compress(_log_text(logs)) if stdin is None else stdin
+    done = subprocess.run(
+        [sys.executable, "-m", "caffe_nanlayers.cli", "doctor", "-"], input=data, capture_output=True
+    )
+    assert done.returncode == code and done.stderr.decode().startswith(err), done.stderr
+    assert done.stderr.count(b"\n") == (1 if err else 0)
+
+
+def test_a_reader_that_goes_away_is_no_traceback(logs):
+    doctor = subprocess.Popen(
+        [sys.executable, "-m", "caffe_nanlayers.cli", "doctor", str(logs["explode"]), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    doctor.stdout.close()  # `caffe-nan doctor LOG --json | true`: the reader leaves before it is written to
+    err = doctor.stderr.read()
+    assert (doctor.wait(), err) == (141, b"")

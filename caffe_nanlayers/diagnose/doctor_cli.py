@@ -7,7 +7,9 @@ cannot be read or holds no training lines.
 from __future__ import annotations
 
 import gzip
+import io
 import sys
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,26 +18,53 @@ from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.doctor import diagnose
 from caffe_nanlayers.errors import UserError, reading, refuse_to_overwrite
 
+GZIP_MAGIC = b"\x1f\x8b"
+HEAD_BYTES = 8192  # what is looked at to tell a log from a binary file
+
+
+def _display_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
 
 @contextmanager
 def _open_log(path: str):
+    """The log as text lines (gzip, found by its first bytes, decompressed), and its first bytes."""
     if path == "-":
-        yield sys.stdin
-        return
-    with reading(path, "a caffe train log"):
-        if path.endswith(".gz"):
-            handle = gzip.open(path, "rt", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
-        else:
-            handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed below)
-    with handle:
-        yield handle
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None or not hasattr(raw, "peek"):  # a text stream given by an embedding program
+            yield sys.stdin, b""
+            return
+    else:
+        with reading(path, "a caffe train log"):
+            raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    try:
+        data = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == GZIP_MAGIC else raw
+        head = data.peek(HEAD_BYTES)[:HEAD_BYTES]
+        yield io.TextIOWrapper(data, encoding="utf-8", errors="replace"), head
+    finally:
+        if path != "-":
+            raw.close()
+
+
+def _read_log(path: str):
+    """Parse the log; a file that cannot be read or decompressed is one line naming it."""
+    name = _display_name(path)
+    try:
+        with _open_log(path) as (handle, head):
+            return parse_log(handle), head
+    except EOFError:  # gzip's own word for a file cut short
+        raise UserError(f"{name}: truncated gzip file (it ends before its end-of-stream marker)") from None
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise UserError(f"{name}: corrupt gzip data ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
 def _parser(prog: str) -> Parser:
     parser = Parser(
         prog=prog, description="Read a caffe train log (glog lines) and diagnose its first NaN/Inf."
     )
-    parser.add_argument("log", help="the log ('-' for stdin; .gz is read as gzip)")
+    parser.add_argument("log", help="the log ('-' for stdin; gzip-compressed logs are decompressed)")
     parser.add_argument("--plot", metavar="PNG", help="also draw loss and lr per iteration into this PNG")
     return parser
 
@@ -46,14 +75,14 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
     def body(args) -> int:
         if args.plot:
             refuse_to_overwrite(args.plot, (args.log,), "--plot")
-        with _open_log(args.log) as handle:
-            try:
-                log = parse_log(handle)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                raise UserError(f"{args.log}: cannot read: {exc}") from None
+        log, head = _read_log(args.log)
         if not log.losses and not log.lrs:
+            name = _display_name(args.log)
+            nul = head.find(b"\0")
+            if nul >= 0:
+                raise UserError(f"{name}: not a text log (byte {nul} is NUL), expected a caffe train log")
             raise UserError(
-                f"{args.log}: no training lines in {log.lines} lines (expected 'Iteration N, loss = X' "
+                f"{name}: no training lines in {log.lines} lines (expected 'Iteration N, loss = X' "
                 "as caffe train prints with GLOG_logtostderr=1)"
             )
         verdict = diagnose(log, args.log)
