@@ -26,6 +26,7 @@ layers are code we did not write: ``UserPythonLayers`` turns what they raise
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import pickle
@@ -109,8 +110,9 @@ class UserPythonLayers:
     the module. Later, an exception raised from inside one of their classes
     (setup, reshape, forward, backward) is a mistake in the user's layer, not
     a bug of ours: ``blame`` says which layer raised what. The package's own
-    layers (``caffe_nanlayers.*``) are left out: what they raise is our bug,
-    or already a ``UserError``.
+    layers (``caffe_nanlayers.*``) are checked for their module and class
+    like the others (a typo in either is the user's), but left out of the
+    blame: what they raise is our bug, or already a ``UserError``.
 
     Used as a context manager, it turns those exceptions into ``UserError``.
     An exception raised while Caffe creates a layer (its ``__init__``, or a
@@ -128,8 +130,6 @@ class UserPythonLayers:
             if layer.type != "Python":
                 continue
             module_name, class_name = layer.python_param.module, layer.python_param.layer
-            if module_name.split(".")[0] == "caffe_nanlayers":
-                continue
             try:
                 module = importlib.import_module(module_name)
             except Exception as exc:
@@ -138,10 +138,14 @@ class UserPythonLayers:
                 ) from None
             cls = getattr(module, class_name, None)
             if not isinstance(cls, type):
+                classes = [name for name, value in vars(module).items() if isinstance(value, type)]
+                close = difflib.get_close_matches(class_name, classes, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise UserError(
-                    f"layer {layer.name!r}: Python module {module_name!r} has no class {class_name!r}"
+                    f"layer {layer.name!r}: Python module {module_name!r} has no class {class_name!r}{hint}"
                 )
-            self._layers.setdefault(cls, []).append(layer)
+            if module_name.split(".")[0] != "caffe_nanlayers":  # ours: what they raise is not the user's
+                self._layers.setdefault(cls, []).append(layer)
 
     def blame(self, exc: BaseException) -> str | None:
         """ "layer 'x' (module.Class): forward() raised E: message" if one of the layers raised ``exc``."""

@@ -230,6 +230,13 @@ def user_layers(tmp_path, monkeypatch):
             "layer 'py': Python module 'user_layers_for_isolate' has no class 'Gone'",
         ),
         (
+            # A typo in the name of one of this package's layers is the user's too.
+            "caffe_nanlayers.layers",
+            "CheckFinite",
+            "layer 'py': Python module 'caffe_nanlayers.layers' has no class 'CheckFinite' "
+            "(did you mean 'CheckFiniteLayer'?)",
+        ),
+        (
             "user_layers_for_isolate",
             "BadSetup",
             "layer 'py' (user_layers_for_isolate.BadSetup): setup() raised ValueError: "
