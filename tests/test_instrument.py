@@ -251,6 +251,13 @@ def test_cli_reads_a_solvers_net(caffe, tmp_path, capsys):
         ),
         (["net.prototxt", "-o", "."], ".: is a directory; give a file name for the instrumented net"),
         (["empty.prototxt"], "empty.prototxt: empty, expected a net or solver prototxt"),
+        # A copy without a check would look like a net that stays finite: never written.
+        (["net.prototxt", "--only", ""], "--only: no layer name given (expected LAYER[,LAYER])"),
+        (["net.prototxt", "--skip", ","], "--skip: no layer name given (expected LAYER[,LAYER])"),
+        (
+            ["net.prototxt", "--only", "loss"],
+            "net.prototxt: no check added: 'loss' is a loss layer: no check",
+        ),
         (
             ["net.prototxt", "-o", "linked.prototxt"],  # the input under another name: a hard link
             "linked.prototxt: refusing to overwrite the input net.prototxt; give another -o",
@@ -266,3 +273,4 @@ def test_user_mistakes_are_one_line_exit_2(caffe, argv, message, tmp_path, monke
     assert instrument_main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "net.checked.prototxt").exists()

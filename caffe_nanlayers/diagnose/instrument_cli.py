@@ -12,13 +12,32 @@ from pathlib import Path
 
 from caffe_nanlayers.atomic import write_atomic
 from caffe_nanlayers.diagnose.cli_common import Parser, run
-from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net
-from caffe_nanlayers.errors import refuse_to_overwrite, writing
+from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net, is_loss_layer
+from caffe_nanlayers.errors import UserError, refuse_to_overwrite, writing
 from caffe_nanlayers.proto_io import read_net_or_solver
 
 
-def _names(values: list[str] | None) -> list[str]:
-    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+def _names(values: list[str] | None, option: str) -> list[str]:
+    names = [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+    if values is not None and not names:  # `--only ""` checking every layer would be the opposite
+        raise UserError(f"{option}: no layer name given (expected LAYER[,LAYER])")
+    return names
+
+
+def _nothing_to_check(net, only: list[str], skip: list[str], source) -> UserError:
+    """Why no check was added: an instrumented copy without one would look like a clean net."""
+    by_name = {layer.name: layer for layer in net.layer}
+    losses = [repr(name) for name in only if is_loss_layer(by_name[name])]
+    if losses:
+        what = f"{losses[0]} is a loss layer" if len(losses) == 1 else f"{', '.join(losses)} are loss layers"
+        why = f"{what}: no check follows a loss (it would switch off backward; locate reads the loss itself)"
+    elif only:
+        why = "the layers given to --only have no top to check"
+    elif skip:
+        why = "--skip leaves no layer that a check can follow"
+    else:
+        why = "the net has no layer that a check can follow (loss layers get none)"
+    return UserError(f"{source}: no check added: {why}")
 
 
 def _parser(prog: str) -> Parser:
@@ -45,16 +64,19 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> i
         source = resolved.path
         text = source.read_text(encoding="utf-8") if source is not None else None
         source_name = source.name if source is not None else f"{Path(args.net).name} ({resolved.note})"
+        only, skip = _names(args.only, "--only"), _names(args.skip, "--skip")
         result = instrument_net(
             resolved.net,
-            only=_names(args.only),
-            skip=_names(args.skip),
+            only=only,
+            skip=skip,
             direction=args.direction,
             mode=args.mode,
             dump_dir=args.dump_dir,
             source_text=text,
             source_name=source_name,
         )
+        if not result.checks:
+            raise _nothing_to_check(resolved.net, only, skip, args.net)
         if args.output == "-":
             sys.stdout.write(result.text)
             return 0
@@ -75,7 +97,8 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> i
         else:
             followed = ", ".join(c.after or "(inputs)" for c in result.checks)
             print(
-                f"wrote {output}: {len(result.checks)} checks ({args.direction}, mode {args.mode}) "
+                f"wrote {output}: {len(result.checks)} check{'s' if len(result.checks) > 1 else ''} "
+                f"({args.direction}, mode {args.mode}) "
                 f"after {followed}"
             )
         return 0
