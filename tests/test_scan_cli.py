@@ -35,10 +35,19 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 """
 
 
+def strict_json(text: str):
+    """JSON as other languages read it: NaN and Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in the JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def run_scan(capsys, *argv):
     code = main([*argv, "--json", "-q"])
     captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if captured.out else None), captured.err
+    return code, (strict_json(captured.out) if captured.out else None), captured.err
 
 
 def found(report) -> set:
@@ -158,6 +167,27 @@ def test_hdf5_list_of_two_files_names_file_and_row(caffe, workdir, capsys):
     row3 = next(b for b in report["bad"] if b.get("row") == 3)
     assert (row3["neginf"], row3["min"], row3["max"]) == (6, None, None)
     assert {k: v for k, v in snapshot(workdir).items() if k != "net.prototxt"} == before
+
+
+def test_non_finite_labels_are_non_finite_findings_in_valid_json(caffe, workdir, capsys):
+    with h5py.File(workdir / "a.h5", "w") as f:
+        f["data"] = np.zeros((4, 3), np.float32)
+        f["label"] = np.array([1, np.nan, np.inf, -np.inf], np.float32)
+    (workdir / "list.txt").write_text("a.h5\n")
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
+        '  hdf5_data_param { source: "list.txt" batch_size: 4 } }\n' + CLASSIFIER
+    )
+
+    code, report, err = run_scan(capsys, "net.prototxt")
+
+    assert code == 1, err
+    assert found(report) == {(("a.h5", row), "label", "nonfinite") for row in (1, 2, 3)}
+    assert [(b["nan"], b["posinf"], b["neginf"], b["min"]) for b in report["bad"]] == [
+        (1, 0, 0, None),
+        (0, 1, 0, None),
+        (0, 0, 1, None),
+    ]
 
 
 def test_leveldb_is_read_through_a_private_view(caffe, workdir, capsys):

@@ -16,8 +16,8 @@ def test_record_positions_stop_at_the_end_of_the_first_pass():
 
 
 def test_bad_label_rows_flags_negative_fractional_and_too_large_but_not_ignored_or_nonfinite():
-    labels = np.array([0, 3, 4, -1, 2.5, 255, np.nan], np.float32)
-    assert bad_label_rows(labels, 4, 255).tolist() == [2, 3, 4]
+    labels = np.array([0, 3, 4, -1, 2.5, 255, np.nan, np.inf, -np.inf], np.float32)
+    assert bad_label_rows(labels, 4, 255).tolist() == [2, 3, 4]  # +Inf >= 4 is left to the non-finite check
     assert bad_label_rows(labels, None, None).tolist() == [3, 4]
     per_pixel = np.array([[0, 1], [1, 9]], np.float32)
     assert bad_label_rows(per_pixel, 5, None).tolist() == [1]

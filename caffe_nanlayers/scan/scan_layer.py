@@ -45,11 +45,12 @@ def bad_label_rows(labels: np.ndarray, num_classes: int | None, ignore_label: in
     """
     values = labels.reshape(labels.shape[0], -1)
     with np.errstate(invalid="ignore"):
-        bad = np.isfinite(values) & ((values < 0) | (values != np.floor(values)))
+        bad = (values < 0) | (values != np.floor(values))
         if num_classes is not None:
-            bad |= values >= num_classes
+            bad |= values >= num_classes  # +Inf too: hence the isfinite below, after every test
         if ignore_label is not None:
             bad &= values != ignore_label
+        bad &= np.isfinite(values)
     return np.nonzero(bad.any(axis=1))[0]
 
 
