@@ -1,5 +1,7 @@
 """The shared measure of non-finite values."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ def test_overflowing_sum_of_finite_values_is_clean():
     assert nonfinite_stats(x) is None
 
 
-# finite._STREAMING: past it, one sum first; the max/min chunks decide only when the sum is not finite.
+# finite._STREAMING: past it, one sum first; the dot chunks decide only when the sum is not finite.
 @pytest.mark.parametrize("size", [1000, 3 * (1 << 17), (1 << 24) + 1])
 def test_overflowing_sum_of_finite_values_is_clean_at_every_size(size):
     x = np.full(size, 3e38, dtype=np.float32)
@@ -58,7 +60,8 @@ def test_integer_and_empty_arrays_are_finite():
     assert all_finite(np.zeros(0, dtype=np.float32))
 
 
-CHUNK = 1 << 17  # finite._CHUNK: the clean path reduces the array in chunks of this many elements
+CHUNK = 1 << 17  # finite._CHUNK: the clean path reads the array in chunks of this many elements
+SMALL = 1 << 14  # finite._SMALL: up to this many elements, a maximum and a minimum instead of the dot
 
 
 @pytest.mark.parametrize("where", [0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, 3 * CHUNK - 1])
@@ -91,6 +94,42 @@ def test_non_contiguous_views_and_complex_arrays():
     assert not all_finite(z)
 
 
-def test_tiny_values_are_finite():
-    x = np.full(1000, np.finfo(np.float32).smallest_subnormal, dtype=np.float32)
+@pytest.mark.parametrize("size", [1000, SMALL + 1, CHUNK + 3])
+@pytest.mark.parametrize("value", [np.finfo(np.float32).smallest_subnormal, 1e-21, -3e38])
+def test_tiny_and_huge_values_are_finite(size, value):
+    x = np.full(size, value, dtype=np.float32)
     assert all_finite(x)
+
+
+# Around SMALL and CHUNK, and past CHUNK by less than a SIMD register: the tails a BLAS kernel
+# handles apart from its vector loop.
+@pytest.mark.parametrize("size", [SMALL, SMALL + 1, SMALL + 17, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 13])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_bad_value_is_found_at_either_end_of_any_size(size, dtype):
+    x = np.linspace(-5, 5, size, dtype=dtype)
+    assert all_finite(x)
+    for where in [0, 1, *range(size - 17, size)]:
+        for bad in (np.nan, np.inf, -np.inf):
+            x[where] = bad
+            assert not all_finite(x), (where, bad)
+        x[where] = 0.5
+
+
+@pytest.mark.parametrize("size", [100, SMALL + 1, CHUNK + 1, (1 << 24) + 1])
+def test_a_bad_value_gives_no_numpy_warning_nor_error(size):
+    x = np.ones(size, dtype=np.float32)
+    x[size // 2] = np.inf  # inf * 0 is NaN: numpy's "invalid value" flag
+    x[-1] = -np.inf
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        assert not all_finite(x)
+        assert nonfinite_stats(x).count == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ">f4", ">f8"])
+def test_large_arrays_of_other_float_types(dtype):
+    x = np.zeros(CHUNK + 5, dtype=dtype)
+    assert all_finite(x)
+    x[CHUNK + 2] = np.nan
+    assert not all_finite(x)
+    assert nonfinite_stats(x).first_index == (CHUNK + 2,)
