@@ -416,6 +416,63 @@ def test_zero_size_bottom_is_skipped_and_the_others_checked(make_net, in_place):
     assert (err.value.layer, err.value.blob_index, err.value.stats.nan) == ("check", 1, 1)
 
 
+@pytest.mark.parametrize("in_place", [True, False])
+def test_a_batch_size_changed_between_passes_is_checked_as_it_is_now(make_net, in_place):
+    # A blob that grows gets new memory and one that shrinks keeps its old
+    # elements past the new end: a check must read each blob as it is in
+    # this pass, never an array kept from an earlier one.
+    top = "x" if in_place else "x2"
+    net = make_net(
+        'name: "batch" force_backward: true\n'
+        'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+        + python_layer("check", "CheckFiniteLayer", ["x"], [top])
+        + python_layer("probe", "CheckFiniteLayer", [top], [])  # so that the top is no net output
+    )
+    x = net.blobs["x"]
+
+    def backward():
+        net._backward(len(net.layers) - 1, 0)  # not net.backward(): it returns (reads) the inputs' diffs
+
+    x.data[...] = 1
+    net.forward()
+    net.blobs[top].diff[...] = 1
+    backward()
+
+    x.reshape(64, 3)
+    net.reshape()
+    x.data[...] = np.arange(64 * 3).reshape(64, 3)
+    net.forward()
+    assert np.array_equal(net.blobs[top].data, x.data)
+    net.blobs[top].diff[...] = 1
+    net.blobs[top].diff[63, 2] = np.inf
+    with pytest.raises(NonFiniteError) as err:
+        backward()
+    assert (err.value.direction, err.value.stats.shape, err.value.stats.first_index) == (
+        "backward",
+        (64, 3),
+        (63, 2),
+    )
+    x.data[63, 2] = np.nan
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    assert (err.value.layer, err.value.stats.shape, err.value.stats.first_index) == (
+        "check",
+        (64, 3),
+        (63, 2),
+    )
+
+    x.reshape(2, 3)  # the NaN at [63, 2] is no longer part of the blob
+    net.reshape()
+    x.data[...] = 1
+    net.forward()
+    net.blobs[top].diff[...] = 1
+    backward()
+    x.data[1, 0] = -np.inf
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    assert (err.value.stats.shape, err.value.stats.first_index) == ((2, 3), (1, 0))
+
+
 def test_clean_path_allocates_nothing_blob_sized(make_net):
     text = (
         'name: "big" layer { name: "x" type: "Input" top: "x"\n'

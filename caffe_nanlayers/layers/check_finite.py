@@ -63,26 +63,31 @@ class CheckFiniteLayer(NanLayer):
         self.mode = self.params["mode"]
         self.events = 0  # passes in which something non-finite was found (useful with mode 'warn')
 
+    # forward and backward run for every check in every iteration: on the
+    # clean path they read each blob once and build nothing.
+
     def forward(self, bottom, top):
         iteration = self.forward_passes
         self.forward_passes += 1
         if self.check_forward:
-            data = {i: bottom[i].data for i in range(len(bottom)) if has_memory(bottom[i])}
-            self._check("forward", data, iteration)
-        self.pass_forward(bottom, top)
+            bad = _nonfinite(bottom, diff=False)
+            if bad:
+                self._found("forward", bad, iteration)
+        if not self.in_place:
+            self.pass_forward(bottom, top)
 
     def backward(self, top, propagate_down, bottom):
         iteration = self.backward_passes
         self.backward_passes += 1
         if self.check_backward:
-            diffs = {i: top[i].diff for i in range(len(top)) if has_memory(top[i])}
-            self._check("backward", diffs, iteration)
-        self.pass_backward(top, propagate_down, bottom)
+            bad = _nonfinite(top, diff=True)
+            if bad:
+                self._found("backward", bad, iteration)
+        if not self.in_place:
+            self.pass_backward(top, propagate_down, bottom)
 
-    def _check(self, direction, arrays, iteration):
-        bad = {i: a for i, a in arrays.items() if not all_finite(a)}
-        if not bad:
-            return
+    def _found(self, direction, bad, iteration):
+        """Report the non-finite arrays ``bad`` ({blob index: array}) as ``mode`` says."""
         self.events += 1
         found = self.measure(direction, bad)
         if self.mode == "warn":
@@ -127,6 +132,20 @@ class CheckFiniteLayer(NanLayer):
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **{f"blob{i}": arrays[i] for i, _, _ in found})
         return path
+
+
+def _nonfinite(blobs, diff: bool) -> dict | None:
+    """{index: array} of the blobs whose data (or diff) holds NaN or Inf; None when none does."""
+    bad = None
+    for i in range(len(blobs)):
+        blob = blobs[i]  # a new wrapper at each indexing: fetched once
+        if has_memory(blob):
+            array = blob.diff if diff else blob.data
+            if not all_finite(array):
+                if bad is None:
+                    bad = {}
+                bad[i] = array
+    return bad
 
 
 def _os_reason(exc: OSError) -> str:
