@@ -244,7 +244,7 @@ def test_cli_reads_a_solvers_net(caffe, tmp_path, capsys):
         (["missing.prototxt"], "missing.prototxt: no such file"),
         (["net.prototxt", "--direction", "up"], "invalid choice: 'up'"),
         (["bad.prototxt"], "bad.prototxt:2:1: invalid NetParameter"),
-        (["net.prototxt", "--skip", "nope"], "no layer named 'nope'"),
+        (["net.prototxt", "--skip", "nope"], "net.prototxt: --skip: no layer named 'nope' in the net"),
         (
             ["net.prototxt", "-o", "/proc/nope/x"],
             "/proc/nope/x: cannot write the instrumented net: No such file or directory (/proc/nope)",

@@ -79,13 +79,14 @@ def _names(net) -> list[str]:
     return [layer.name for layer in net.layer]
 
 
-def _select(net, only, skip) -> set[str]:
+def _select(net, only, skip, source_name: str) -> set[str]:
     names = _names(net)
-    for given in list(only or ()) + list(skip or ()):
-        if given not in names:
-            close = difflib.get_close_matches(given, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"no layer named {given!r} in the net{hint}")
+    for option, given_names in (("--only", only), ("--skip", skip)):
+        for given in given_names or ():
+            if given not in names:
+                close = difflib.get_close_matches(given, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UserError(f"{source_name}: {option}: no layer named {given!r} in the net{hint}")
     chosen = set(only) if only else set(names)
     return chosen - set(skip or ())
 
@@ -141,7 +142,7 @@ def instrument_net(
             f"{source_name} uses the legacy 'layers' (V1) format: upgrade it first "
             "(Caffe's upgrade_net_proto_text tool)"
         )
-    chosen = _select(net, only, skip)
+    chosen = _select(net, only, skip, source_name)
     taken = set(_names(net))
     out = caffe_pb2().NetParameter()
     out.CopyFrom(net)
