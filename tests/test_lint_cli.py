@@ -286,3 +286,32 @@ def test_readme_lists_every_rule():
 def test_pre_commit_hook_points_at_the_console_script():
     text = (REPO / ".pre-commit-hooks.yaml").read_text()
     assert "entry: lint-prototxt" in text and "id: lint-prototxt" in text
+
+
+def test_ctrl_c_and_a_closed_stdout_end_the_run_as_in_every_command(tmp_path):
+    """Ctrl-C is one line and exit 130; a reader that goes away (`| head`) is exit 141, no traceback."""
+    net = tmp_path / "net.prototxt"
+    net.write_text(
+        "".join(f'layer {{ name: "l{i}" type: "ReLU" bottom: "x" top: "x" }}\n' for i in range(5000))
+    )
+    code = (
+        "import sys, signal, caffe_nanlayers.lint.linter as linter\n"
+        "def interrupted(*a, **k): raise KeyboardInterrupt\n"
+        "linter.lint_paths = interrupted\n"
+        "from caffe_nanlayers.lint.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "lint-prototxt: interrupted\n")
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(300):  # enough findings to fill a pipe that nobody reads
+        (many / f"s{i}.prototxt").write_text('base_lr: 0.01\nlr_policy: "poly"\n')
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "caffe_nanlayers.lint.cli", "--no-schema", str(many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader.stdout.close()  # the reader goes away before the first line
+    err = reader.stderr.read().decode()
+    assert reader.wait() == 141 and "Traceback" not in err

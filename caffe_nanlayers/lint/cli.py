@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, run_command
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -120,13 +120,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
 def main(argv: list[str] | None = None, prog: str = "lint-prototxt") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args, prog)
-    except UserError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_ERROR
+    # Ctrl-C, a reader of stdout that went away and user errors end the run as in every other command.
+    return run_command(prog, lambda: run(args, prog))
 
 
 if __name__ == "__main__":
