@@ -497,6 +497,9 @@ def test_ctrl_c_ends_the_scan_and_its_caffe_child_in_one_line(caffe, workdir):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a process group of its own, as a shell gives a command
+        # A runner started in the background (`cmd &`) ignores SIGINT, and so would the scan,
+        # which Python then leaves ignored: restore the default, as an interactive shell has it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     pid_file = workdir / "scanning.pid"
     deadline = time.monotonic() + 60
