@@ -5,27 +5,32 @@ one read of the array, with no temporary array.
 
 The clean path is a BLAS dot product of the array with zeros: ``x * 0`` is
 0 for every finite ``x`` and NaN for NaN and ±Inf, so the dot is 0 exactly
-when every element is finite and NaN otherwise. No overflow, however large
-the values (a sum or a sum of squares would need an exact second look), no
-slow path on subnormal numbers (a sum of squares of gradients near 1e-21
-runs 35x slower, its products being subnormal), and one SIMD read that
-beats both ``numpy.sum`` and a maximum plus a minimum up to 16M float32
-elements. The zeros come in chunks of a fixed length, kept in the core's
-cache, so the chunk loop is the only per-size Python cost. NaN times zero
-raises the "invalid" flag, which numpy would turn into a RuntimeWarning on
-the dirty path: the dot runs under ``np.errstate``, a fixed cost that is
-why a small array takes a maximum and a minimum instead (a finite maximum
-and a finite minimum mean every element is finite: ``np.maximum`` propagates
-NaN, the maximum is +Inf if any element is and the minimum catches -Inf).
+when every element is finite and NaN otherwise. No overflow however large
+the values (a sum, or a sum of squares, would need an exact second look),
+no slow path on subnormal numbers (a sum of squares of values near 1e-21
+runs 35x slower, its products being subnormal), and one SIMD read, faster
+than ``numpy.sum`` and than a maximum plus a minimum. The zeros are one
+fixed chunk that stays in the core's cache, so the chunk loop is the only
+per-size Python cost.
+
+It is ``np.vdot``, not ``np.dot``: NaN times zero raises the "invalid"
+flag, which ``np.dot`` reports as a RuntimeWarning (or an error, under
+``np.seterr``) and ``np.vdot`` does not. ``np.errstate`` would silence it,
+but inside a training step, where the layers before a check have flushed
+the interpreter's own data out of the caches, entering one costs about
+10 µs, more than the whole check of most blobs. A step has a dozen checks,
+so every call on the clean path counts.
 
 A blob too large for any cache streams from memory, and there one sum is
 the cheapest read (as cheap as the dots at 32M elements, a quarter cheaper
-at 64M on the benchmark machine), so such a blob is
-checked by one sum: NaN propagates and ±Inf stays ±Inf or turns NaN, so a
-finite sum proves every element finite. A sum that is not finite means a
-bad element or finite values whose sum overflowed float32; only then the
-dot chunks decide, exactly. Only when something is not finite do we pay for
-the element-wise masks that produce the full statistics.
+at 64M on the benchmark machine), so such a blob is checked by one sum: NaN
+propagates and ±Inf stays ±Inf or turns NaN, so a finite sum proves every
+element finite. A sum that is not finite means a bad element or finite
+values whose sum overflowed float32; only then the dots decide, exactly.
+Other dtypes and non-contiguous views take a maximum and a minimum (a
+finite maximum and a finite minimum mean every element is finite). Only
+when something is not finite do we pay for the element-wise masks that
+produce the full statistics.
 """
 
 from __future__ import annotations
@@ -90,9 +95,6 @@ class NonFiniteStats:
 # spare, and is large enough that the per-chunk Python overhead stays under
 # a few %.
 _CHUNK = 1 << 17
-# Up to 16K elements (64 KiB of float32), a maximum and a minimum cost no
-# more than the dot and its np.errstate.
-_SMALL = 1 << 14
 # 16M float32 = 64 MiB: past this, a blob no longer sits in a last-level
 # cache and one streaming sum beats the dot chunks (the crossover measured
 # on the benchmark machine lies between 16M and 32M elements).
@@ -109,42 +111,29 @@ _ZEROS = {np.dtype(t): _read_only_zeros(t) for t in (np.float32, np.float64)}
 _max = np.maximum.reduce
 _min = np.minimum.reduce
 _sum = np.add.reduce
-_dot = np.dot
+_vdot = np.vdot
 _finite = math.isfinite
 
 
 def all_finite(array: np.ndarray) -> bool:
     """True when every element is finite; about one read, no temporaries on the clean path."""
-    dtype = array.dtype
-    if dtype.kind != "f" or dtype.itemsize > 8:
+    zeros = _ZEROS.get(array.dtype)
+    if zeros is None or not array.flags.c_contiguous:
         return _all_finite_other(array)
-    if array.size == 0:
-        return True
-    if not array.flags.c_contiguous:
-        return _finite(_max(array, axis=None)) and _finite(_min(array, axis=None))
-    # A flat view: reducing a 1-D array along its only axis skips the axis=None handling,
-    # a fixed cost that is a third of the whole check on a small blob.
+    n = array.size
+    if n <= _CHUNK:
+        return _finite(_vdot(array, zeros[:n]))  # vdot flattens a contiguous array without a copy
     flat = array.reshape(-1)
-    if flat.size <= _SMALL:
-        return _finite(_max(flat)) and _finite(_min(flat))
-    zeros = _ZEROS.get(dtype)
-    if zeros is None:  # float16 (numpy's dot of it is no BLAS), or not in native byte order
-        return _max_min_chunks(flat)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if flat.size > _STREAMING and _finite(_sum(flat)):
-            return True
-        return _dot_zeros(flat, zeros)
-
-
-def _dot_zeros(flat: np.ndarray, zeros: np.ndarray) -> bool:
-    """Whether ``flat`` (1-D, contiguous) is all finite: the sum of its chunks' dots with ``zeros``."""
-    n = flat.size
+    if n > _STREAMING:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if _finite(_sum(flat)):
+                return True
     whole = n - n % _CHUNK
     total = 0.0
     for i in range(0, whole, _CHUNK):
-        total += _dot(flat[i : i + _CHUNK], zeros)
+        total += _vdot(flat[i : i + _CHUNK], zeros)
     if whole < n:
-        total += _dot(flat[whole:], zeros[: n - whole])
+        total += _vdot(flat[whole:], zeros[: n - whole])
     return _finite(total)
 
 
@@ -157,12 +146,19 @@ def _max_min_chunks(flat: np.ndarray) -> bool:
 
 
 def _all_finite_other(array: np.ndarray) -> bool:
+    """Other dtypes and non-contiguous views: a maximum and a minimum, which make no temporary."""
     kind = array.dtype.kind
     if kind == "c":
         return all_finite(array.real) and all_finite(array.imag)
-    if kind == "f":  # long double: its extremes would not fit a Python float
+    if kind != "f":
+        return True  # integers, booleans, objects: nothing to check
+    if array.dtype.itemsize > 8:  # long double: its extremes would not fit a Python float
         return bool(np.isfinite(array).all())
-    return True  # integers, booleans, objects: nothing to check
+    if array.size == 0:
+        return True
+    if not array.flags.c_contiguous:
+        return _finite(_max(array, axis=None)) and _finite(_min(array, axis=None))
+    return _max_min_chunks(array.reshape(-1))
 
 
 def nonfinite_stats(array: np.ndarray) -> NonFiniteStats | None:

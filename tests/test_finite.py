@@ -1,5 +1,6 @@
 """The shared measure of non-finite values."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -61,7 +62,6 @@ def test_integer_and_empty_arrays_are_finite():
 
 
 CHUNK = 1 << 17  # finite._CHUNK: the clean path reads the array in chunks of this many elements
-SMALL = 1 << 14  # finite._SMALL: up to this many elements, a maximum and a minimum instead of the dot
 
 
 @pytest.mark.parametrize("where", [0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, 3 * CHUNK - 1])
@@ -94,36 +94,49 @@ def test_non_contiguous_views_and_complex_arrays():
     assert not all_finite(z)
 
 
-@pytest.mark.parametrize("size", [1000, SMALL + 1, CHUNK + 3])
+@pytest.mark.parametrize("size", [1, 1000, CHUNK + 3])
 @pytest.mark.parametrize("value", [np.finfo(np.float32).smallest_subnormal, 1e-21, -3e38])
 def test_tiny_and_huge_values_are_finite(size, value):
     x = np.full(size, value, dtype=np.float32)
     assert all_finite(x)
 
 
-# Around SMALL and CHUNK, and past CHUNK by less than a SIMD register: the tails a BLAS kernel
-# handles apart from its vector loop.
-@pytest.mark.parametrize("size", [SMALL, SMALL + 1, SMALL + 17, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 13])
+# Short arrays, and around CHUNK: the tails a BLAS kernel handles apart from its vector loop.
+@pytest.mark.parametrize("size", [1, 2, 7, 17, 33, 1000, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 13])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_bad_value_is_found_at_either_end_of_any_size(size, dtype):
     x = np.linspace(-5, 5, size, dtype=dtype)
     assert all_finite(x)
-    for where in [0, 1, *range(size - 17, size)]:
+    for where in sorted({0, 1, *range(size - 17, size)} & set(range(size))):
         for bad in (np.nan, np.inf, -np.inf):
             x[where] = bad
             assert not all_finite(x), (where, bad)
         x[where] = 0.5
 
 
-@pytest.mark.parametrize("size", [100, SMALL + 1, CHUNK + 1, (1 << 24) + 1])
+# inf * 0 raises the "invalid" flag, which np.dot would report (np.vdot does not).
+@pytest.mark.parametrize("size", [100, CHUNK + 1, (1 << 24) + 1])
 def test_a_bad_value_gives_no_numpy_warning_nor_error(size):
     x = np.ones(size, dtype=np.float32)
-    x[size // 2] = np.inf  # inf * 0 is NaN: numpy's "invalid value" flag
+    x[size // 2] = np.inf
     x[-1] = -np.inf
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         assert not all_finite(x)
         assert nonfinite_stats(x).count == 2
+
+
+@pytest.mark.parametrize("shape", [(64, 32, 32), (16, 256, 1024)])
+def test_the_clean_path_makes_no_copy(shape):
+    x = np.ones(shape, dtype=np.float32)
+    all_finite(x)
+    tracemalloc.start()
+    try:
+        assert all_finite(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes / 100
 
 
 @pytest.mark.parametrize("dtype", [np.float16, ">f4", ">f8"])
