@@ -129,12 +129,10 @@ def all_finite(array: np.ndarray) -> bool:
             if _finite(_sum(flat)):
                 return True
     whole = n - n % _CHUNK
-    total = 0.0
     for i in range(0, whole, _CHUNK):
-        total += _vdot(flat[i : i + _CHUNK], zeros)
-    if whole < n:
-        total += _vdot(flat[whole:], zeros[: n - whole])
-    return _finite(total)
+        if not _finite(_vdot(flat[i : i + _CHUNK], zeros)):
+            return False  # the dirty path stops at the first bad chunk
+    return whole == n or _finite(_vdot(flat[whole:], zeros[: n - whole]))
 
 
 def _max_min_chunks(flat: np.ndarray) -> bool:
