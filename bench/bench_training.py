@@ -158,17 +158,61 @@ def worker(args) -> int:
     per_iter = {name: [t / args.iters for t in values] for name, values in times.items()}
     losses = {name: float(s.net.blobs["loss"].data) for name, s in solvers.items()}
     json.dump(
-        {"per_iter": per_iter, "losses": losses, "check_reads": _check_reads(solvers["instrumented"])},
+        {
+            "per_iter": per_iter,
+            "losses": losses,
+            "check_reads": _check_reads(solvers["instrumented"]),
+            "checks_in_step": _checks_in_step(solvers["instrumented"]),
+        },
         sys.stdout,
     )
     return 0
 
 
+def _checks_in_step(solver, steps: int = 51) -> float:
+    """Seconds per iteration spent inside the checks' forward and backward during real steps.
+
+    Set against ``_check_reads`` (the same reads timed alone, back to back),
+    it shows what a check pays for running between Caffe's layers: the
+    layers before it have pushed the interpreter's, numpy's and pycaffe's
+    own data out of the caches, and the blob it reads may be out too.
+    """
+    import time
+
+    from caffe_nanlayers.layers import CheckFiniteLayer
+
+    spent = [0.0]
+    clock = time.perf_counter
+    forward, backward = CheckFiniteLayer.forward, CheckFiniteLayer.backward
+
+    def timed_forward(self, bottom, top):
+        start = clock()
+        forward(self, bottom, top)
+        spent[0] += clock() - start
+
+    def timed_backward(self, top, propagate_down, bottom):
+        start = clock()
+        backward(self, top, propagate_down, bottom)
+        spent[0] += clock() - start
+
+    per_step = []
+    CheckFiniteLayer.forward, CheckFiniteLayer.backward = timed_forward, timed_backward
+    try:
+        for _ in range(steps):
+            spent[0] = 0.0
+            solver.step(1)
+            per_step.append(spent[0])
+    finally:
+        CheckFiniteLayer.forward, CheckFiniteLayer.backward = forward, backward
+    return sorted(per_step)[len(per_step) // 2]
+
+
 def _check_reads(solver) -> float:
     """Seconds per iteration spent in the checks' own reads of the blobs (no Caffe, no layer calls).
 
-    What the instrumented net pays beyond this is the cost of Caffe calling
-    a Python layer (reshape, forward, backward) for each check.
+    Warm caches, back to back: a floor. What the instrumented net pays
+    beyond this is Caffe calling a Python layer (reshape, forward, backward)
+    for each check, and the cold caches each check runs in (_checks_in_step).
     """
     from timing import calls_for, interleaved
 
@@ -246,7 +290,9 @@ def run(quick: bool = False) -> dict:
             logging: run_worker(logging, plain, checked, noop, work, quick) for logging in ("logged", "quiet")
         }
     quiet = runs["quiet"]
-    reads_share = quiet["check_reads"] / summarize(quiet["per_iter"]["plain"]).median
+    plain_step = summarize(quiet["per_iter"]["plain"]).median
+    reads_share = quiet["check_reads"] / plain_step
+    in_step_share = quiet["checks_in_step"] / plain_step
     rows = []
     for logging, result in runs.items():
         t = result["per_iter"]
@@ -287,9 +333,12 @@ def run(quick: bool = False) -> dict:
             f"{runs['logged']['per_layer_debug_lines']} per-layer debug_info lines.",
             f"Of the instrumented net's extra time, the checks' own reads of the blobs (all_finite on every "
             f"checked data and diff, timed alone) take {fmt_seconds(quiet['check_reads'])} per iteration, "
-            f"{reads_share:.1%} of a plain step. The no-op column is what {n_checks} Python layers cost "
-            "when they do nothing (Caffe calling reshape, forward and backward); what is left is the "
-            "layers' own Python bookkeeping and their reads missing cache in the middle of a step.",
+            f"{reads_share:.1%} of a plain step. Inside real steps the checks' forward and backward take "
+            f"{fmt_seconds(quiet['checks_in_step'])} per iteration ({in_step_share:.1%}), pycaffe's blob "
+            "wrappers included: each runs after a Caffe layer has pushed the interpreter's, numpy's and "
+            "pycaffe's own data (and a large blob) out of the caches, and pays for fetching them back. "
+            f"The no-op column is what {n_checks} Python layers cost when they do nothing (Caffe calling "
+            "reshape, forward and backward).",
             f"Times per iteration, median of {repeats} interleaved repeats; ratios are medians of per-repeat "
             "ratios, min-max in brackets.",
         ]
