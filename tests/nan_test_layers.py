@@ -48,6 +48,24 @@ def zero_size_net(name, layer, in_place, param_str="") -> tuple[str, list[str]]:
     return text, tops
 
 
+# Two bottoms, only one of which needs a gradient: x is an input (no
+# force_backward), h the output of a layer with weights. Caffe then calls the
+# backward of the layer put in at %s (bottoms x and h, tops x2 and h2) with
+# propagate_down [False, True]. The losses make the gradient arriving at x2
+# and h2 whatever the test puts in tx and th.
+HALF_BACKWARD = """
+name: "half_backward"
+layer { name: "in" type: "Input" top: "x" top: "u" top: "tx" top: "th"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
+                      shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
+layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
+        inner_product_param { num_output: 3 bias_term: false weight_filler { type: "gaussian" std: 1 } } }
+%s
+layer { name: "loss_x" type: "EuclideanLoss" bottom: "x2" bottom: "tx" top: "loss_x" }
+layer { name: "loss_h" type: "EuclideanLoss" bottom: "h2" bottom: "th" top: "loss_h" }
+"""
+
+
 class _InjectingLayer(caffe.Layer):
     """Identity (one top per bottom, in place or not) that injects in one direction."""
 

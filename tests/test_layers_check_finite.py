@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from nan_test_layers import python_layer, zero_size_net
+from nan_test_layers import HALF_BACKWARD, python_layer, zero_size_net
 
 from caffe_nanlayers import NonFiniteError
 from caffe_nanlayers.errors import UserError
@@ -205,23 +205,6 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "x" top: "loss" }
     net.backward()
     assert np.array_equal(net.blobs["h"].diff, net.blobs["h2"].diff) and net.blobs["h"].diff.any()
     assert (net.blobs["x"].diff == 42).all()  # propagate_down false for x: left alone
-
-
-# Two bottoms, only one of which needs a gradient: x is an input (no
-# force_backward), h the output of a layer with weights. Caffe then calls the
-# check's backward with propagate_down [False, True], and a NaN target for x2
-# makes the gradient arriving at x2 NaN.
-HALF_BACKWARD = """
-name: "half_backward"
-layer { name: "in" type: "Input" top: "x" top: "u" top: "tx" top: "th"
-        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
-                      shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
-layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
-        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
-%s
-layer { name: "loss_x" type: "EuclideanLoss" bottom: "x2" bottom: "tx" top: "loss_x" }
-layer { name: "loss_h" type: "EuclideanLoss" bottom: "h2" bottom: "th" top: "loss_h" }
-"""
 
 
 @pytest.mark.parametrize("mode", ["raise", "warn"])

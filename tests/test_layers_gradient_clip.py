@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from nan_test_layers import python_layer, zero_size_net
+from nan_test_layers import HALF_BACKWARD, python_layer, zero_size_net
 
 from caffe_nanlayers import NonFiniteError
 from caffe_nanlayers.errors import UserError
@@ -189,23 +189,6 @@ def test_json_param_str(make_net):
     backward_with(net, tops, [gradient(4.0, (3,)), gradient(1.0, (2,))])
     assert np.linalg.norm(net.blobs["x0"].diff) == pytest.approx(2.0, rel=1e-6)
     assert layer.clip_events == 1
-
-
-# Two bottoms, only one of which needs a gradient: x is an input (no
-# force_backward), h the output of a layer with weights. Caffe then calls the
-# layer's backward with propagate_down [False, True]. The losses make the
-# gradient arriving at x2 and h2 whatever the test puts in tx and th.
-HALF_BACKWARD = """
-name: "half_backward"
-layer { name: "in" type: "Input" top: "x" top: "u" top: "tx" top: "th"
-        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 }
-                      shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
-layer { name: "h" type: "InnerProduct" bottom: "u" top: "h"
-        inner_product_param { num_output: 3 bias_term: false } }
-%s
-layer { name: "loss_x" type: "EuclideanLoss" bottom: "x2" bottom: "tx" top: "loss_x" }
-layer { name: "loss_h" type: "EuclideanLoss" bottom: "h2" bottom: "th" top: "loss_h" }
-"""
 
 
 def test_propagate_down_false_bottom_is_left_alone_and_out_of_the_norm(make_net):
