@@ -21,6 +21,14 @@ STEPS = ROOT / "scripts" / "demo.d"
 def main() -> int:
     steps = sorted(STEPS.glob("[0-9]*.py"))
     only = sys.argv[1:]
+    if any(word in ("-h", "--help") for word in only):
+        names = ", ".join(s.stem.split("_", 1)[-1] for s in steps)
+        print(f"usage: demo.py [WORD ...]: run the steps whose name contains a WORD (default all): {names}")
+        return 0
+    unknown = [word for word in only if not any(word in s.stem for s in steps)]
+    if unknown:
+        print(f"demo.py: no demo step matches {', '.join(map(repr, unknown))} (see --help)", file=sys.stderr)
+        return 2
     if only:
         steps = [s for s in steps if any(word in s.stem for word in only)]
     results = []
