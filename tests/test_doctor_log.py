@@ -250,6 +250,21 @@ def test_saturated_softmax_loss_is_divergence():
     assert any("-log(FLT_MIN)" in e for e in verdict.evidence)
 
 
+def test_gradient_norms_that_grew_under_a_steady_loss_are_an_explosion():
+    # debug_info's "All net params" line: the gradients' L2 norm grows 1000x while the loss stays put.
+    text = []
+    for i, norm in enumerate([0.5, 0.6, 0.5, 5, 50, 500]):
+        text += [
+            f"I0101 net.cpp:1] [Backward] All net params (data, diff): L1 norm = (10, {norm}); "
+            f"L2 norm = (1, {norm})",
+            f"I0101 solver.cpp:228] Iteration {i}, loss = 2.3",
+        ]
+    text.append("I0101 solver.cpp:228] Iteration 6, loss = nan")
+    verdict = diagnose(parse_log(text), "norms.log")
+    assert verdict.cause.id == "gradient_explosion"
+    assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
+
+
 def test_with_several_losses_the_one_that_grew_most_is_named_when_only_their_total_crossed():
     # a grows 90x and b 80x (from the median of the first three values to the peak of the last
     # three); their total, whose early median is lower, grows 155x: an explosion, and a is named.

@@ -116,13 +116,15 @@ def _classify(log: TrainingLog, what: str, first: Reading, diagnosis: Diagnosis)
     norm_ratio = trend.growth(diff_norms)
     bad_norm = log.param_diff_norms.bad_before(first.line)
     saturated = trend.saturated_softmax(losses_before)
-    if (ratio is not None and ratio >= trend.EXPLOSION_FACTOR) or grown or bad_norm or saturated:
+    loss_grew = ratio is not None and ratio >= trend.EXPLOSION_FACTOR
+    norms_grew = norm_ratio is not None and norm_ratio >= trend.EXPLOSION_FACTOR
+    if loss_grew or grown or norms_grew or bad_norm or saturated:
         if ratio is not None:
             evidence.append(
                 f"loss grew {ratio:.3g}x over the {len(losses_before)} iterations logged before "
                 f"(from {losses_before[0]:.4g} to {_last_finite(losses_before):.4g})"
             )
-        if norm_ratio is not None and norm_ratio >= trend.EXPLOSION_FACTOR:
+        if norms_grew:
             evidence.append(f"debug_info: L2 norm of all gradients grew {norm_ratio:.3g}x")
         if bad_norm is not None:
             evidence.append(
