@@ -106,9 +106,9 @@ def check_for_training(layers, workdir: Path) -> None:
         if layer.bottom:
             continue
         if layer.type == "Data":
-            kind, label, view = _database_view(layer, workdir)
-            if databases.is_empty(view, "LMDB" if kind == "LMDB" else "LEVELDB", label):
-                raise UserError(f"{label}: the database is empty; Caffe cannot fill a batch from it")
+            backend, _, label, view = _database_view(layer, workdir)
+            if databases.is_empty(view, backend, label):
+                raise UserError(_empty(label))
             layer.data_param.source = str(view)
         elif layer.type == "HDF5Data":
             param = layer.hdf5_data_param
@@ -120,8 +120,8 @@ def check_for_training(layers, workdir: Path) -> None:
             _image_list(layer)
 
 
-def _database_view(layer, workdir: Path) -> tuple[str, str, Path]:
-    """The kind, the label for messages, and a private view of a Data layer's checked database."""
+def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
+    """Backend, kind, label for messages, and a private view of a Data layer's checked database."""
     param = layer.data_param
     backend = BACKENDS.get(param.backend, "LEVELDB")
     kind = "LMDB" if backend == "LMDB" else "LevelDB"
@@ -133,16 +133,20 @@ def _database_view(layer, workdir: Path) -> tuple[str, str, Path]:
     database = Path(param.source)
     databases.check_database_dir(database, backend, label)
     view = databases.make_view(database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend)
-    return kind, label, view
+    return backend, kind, label, view
 
 
 def _database(layer, workdir: Path) -> Source:
-    kind, label, view = _database_view(layer, workdir)
+    backend, kind, label, view = _database_view(layer, workdir)
     param = layer.data_param
-    records = databases.count_records(view, "LMDB" if kind == "LMDB" else "LEVELDB", label)
+    records = databases.count_records(view, backend, label)
     if records == 0:
-        raise UserError(f"{label}: the database is empty; Caffe cannot fill a batch from it")
+        raise UserError(_empty(label))
     return Source(layer.name, kind, param.source, records, param.batch_size, view=view)
+
+
+def _empty(label: str) -> str:
+    return f"{label}: the database is empty; Caffe cannot fill a batch from it"
 
 
 def _image_list(layer) -> Source:
