@@ -332,15 +332,13 @@ def _read_solver_net(name, solver_path, caffe_pb2):
 
 def _nth_set_up(layer, builds) -> set:
     """{(name, bottoms, tops)} of the entry of ``builds`` that ``layer`` is, by its rank in set-up order."""
-    from caffe_nanlayers.scan.scan_net import layer_in_state  # Caffe's Net::FilterNet
-
     phase, index = getattr(layer, "phase", None), getattr(layer, "_set_up_index", None)
     in_order = [
         p
         for build_phase, level, stages, net in builds
         if build_phase == phase
         for p in net.layer
-        if layer_in_state(p, build_phase, level, stages) and _is_this_layer(layer, p)
+        if proto_io.layer_in_state(p, build_phase, level, stages) and _is_this_layer(layer, p)
     ]
     if index is None or index >= len(in_order):
         return set()

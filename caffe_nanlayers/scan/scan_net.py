@@ -22,6 +22,7 @@ import dataclasses
 import json
 
 from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.proto_io import layer_in_state
 
 SCAN_LAYER_NAME = "nan_scan"
 SCAN_LOSS_TOP = "nan_scan_loss"
@@ -53,31 +54,6 @@ class DataLayerChoice:
 
 def is_python_data_layer(layer) -> bool:
     return layer.type == "Python" and not layer.bottom and len(layer.top) > 0
-
-
-def rule_met(rule, phase: int, level: int, stages: set[str]) -> bool:
-    """Caffe's Net::StateMeetsRule."""
-    if rule.HasField("phase") and rule.phase != phase:
-        return False
-    if rule.HasField("min_level") and level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and level > rule.max_level:
-        return False
-    if any(stage not in stages for stage in rule.stage):
-        return False
-    return not any(stage in stages for stage in rule.not_stage)
-
-
-def layer_in_state(layer, phase: int, level: int = 0, stages: set[str] | frozenset = frozenset()) -> bool:
-    """Caffe's Net::FilterNet for one layer: out if an exclude rule is met, in if an include rule is."""
-    stages = set(stages)
-    if layer.include and layer.exclude:
-        raise UserError(
-            f"layer {layer.name!r}: specify include or exclude rules, not both (Caffe refuses it)"
-        )
-    if layer.include:
-        return any(rule_met(rule, phase, level, stages) for rule in layer.include)
-    return not any(rule_met(rule, phase, level, stages) for rule in layer.exclude)
 
 
 def layers_in_phase(net, phase: int, state=None) -> list:
