@@ -1,4 +1,4 @@
-"""The README documents every param_str key of every layer, in that layer's table."""
+"""docs/layers.md documents every param_str key of every layer, in that layer's table."""
 
 import re
 
@@ -10,8 +10,8 @@ from conftest import REPO
 def test_every_key_is_in_the_layers_table(caffe, name):
     from caffe_nanlayers import layers
 
-    readme = (REPO / "README.md").read_text()
-    section = re.search(rf"^### {name}\b.*?(?=^### )", readme, re.S | re.M)
-    assert section, f"README has no '### {name}' section"
+    readme = (REPO / "docs" / "layers.md").read_text()
+    section = re.search(rf"^## {name}\b.*?(?=^## )", readme, re.S | re.M)
+    assert section, f"docs/layers.md has no '## {name}' section"
     documented = set(re.findall(r"^\| `(\w+)` \|", section.group(0), re.M))
     assert documented == set(getattr(layers, name).SCHEMA)
