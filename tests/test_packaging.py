@@ -13,7 +13,6 @@ import subprocess
 import sys
 import venv
 import zipfile
-from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, REPO
