@@ -37,9 +37,18 @@ def growth(values: Sequence[float]) -> float | None:
     return peak / baseline
 
 
-def exploded(values: Sequence[float], factor: float = EXPLOSION_FACTOR) -> bool:
-    ratio = growth(values)
+def is_explosion(ratio: float | None, factor: float = EXPLOSION_FACTOR) -> bool:
+    """Whether a growth ratio (``growth``, or a last/first ratio; None: unknown) is an explosion."""
     return ratio is not None and ratio >= factor
+
+
+def exploded(values: Sequence[float], factor: float = EXPLOSION_FACTOR) -> bool:
+    return is_explosion(growth(values), factor)
+
+
+def last_finite(values: Sequence[float]) -> float:
+    """The last finite value of a series (NaN when it has none)."""
+    return next((v for v in reversed(values) if math.isfinite(v)), math.nan)
 
 
 def saturated_softmax(values: Sequence[float]) -> bool:
