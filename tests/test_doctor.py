@@ -148,9 +148,11 @@ def test_poly_without_max_iter_is_the_lr_policy(logs):
 
 def test_nan_planted_in_the_data_is_bad_input(logs):
     verdict = verdict_of(logs["planted"])
-    assert verdict.cause.id == "bad_input"
+    assert (verdict.cause.id, verdict.confidence) == ("bad_input", "medium")
     assert verdict.iteration == 6  # record 13 is in the 7th batch of 2
-    assert [c.id for c in verdict.also_possible] == ["loss_layer"]
+    # display: 1 and a steady loss: no explosion inside an interval, yet the others stay possible
+    assert [c.id for c in verdict.also_possible] == ["gradient_explosion", "loss_layer"]
+    assert [f["id"] for f in verdict.details["facts"]] == ["steady"]
     assert any("steady" in e or "falling" in e for e in verdict.evidence)
 
 
@@ -160,7 +162,10 @@ def test_debug_info_log_shows_the_gradient_going_bad_before_the_loss(logs):
     verdict = diagnose(log, "debug.log")
     assert verdict.cause.id == "gradient_explosion"
     bad_norm = next(r for r in log.param_diff_norms if not r.finite)
-    assert bad_norm.line < verdict.details["first"]["line"]
+    # the gradients' norm is the first value to go bad, before the loss line of its iteration
+    assert verdict.details["first"]["what"] == "debug_info"
+    assert bad_norm.line == verdict.details["first"]["line"] < log.losses.first_bad().line
+    assert verdict.confidence == "high"
     assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
     assert any("L2 norm of all gradients = inf" in e for e in verdict.evidence)
 
@@ -266,7 +271,7 @@ def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
     path = tmp_path / "notes.txt"
     path.write_text("hello\nworld\n")
     assert doctor_main([str(path)]) == 2
-    assert "no training lines in 2 lines" in capsys.readouterr().err
+    assert "no Caffe line in 2 lines" in capsys.readouterr().err
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
@@ -324,7 +329,7 @@ def test_a_binary_file_is_not_a_text_log(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("stdin", "code", "err"),
     [
-        (b"", 2, "caffe-nan doctor: error: <stdin>: no training lines in 0 lines"),
+        (b"", 2, "caffe-nan doctor: error: <stdin>: no Caffe line in 0 lines"),
         (None, 1, ""),  # the log, gzip-compressed, through a pipe
     ],
 )

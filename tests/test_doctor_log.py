@@ -99,7 +99,8 @@ def test_bvlc_debug_info_names_the_first_layer_and_its_type():
     verdict = diagnose(log, "toy.log")
     assert verdict.details["first_layer"]["type"] == "Pooling"
     assert verdict.cause.id == "pooling_stride"
-    assert any("layer pool1 (Pooling)" in e for e in verdict.evidence)
+    assert verdict.confidence == "high"  # the type comes from the net the log printed
+    assert any("layer pool1 (Pooling, from the net printed at start-up)" in e for e in verdict.evidence)
 
 
 # debug_info in the net (or a fork that sets it on test nets too): Solver::Test prints the test
@@ -166,8 +167,10 @@ def test_test_net_debug_lines_stay_out_of_the_training_attribution():
     train, test = log.first_bad_debug, log.first_bad_test_debug
     assert (train.layer, train.direction, train.iteration, train.test_net) == ("data", "forward", 2, None)
     assert (test.layer, test.iteration, test.test_net, test.line) == ("testonly", 0, 0, 34)
+    assert log.first_sign.in_test and not log.first_train_sign.in_test
     verdict = diagnose(log, "toy.log")
-    assert verdict.iteration == 2 and verdict.details["first"]["what"] == "loss"
+    # the data layer's debug line is training's first sign, before its loss line
+    assert (verdict.iteration, verdict.details["first"]["what"]) == (2, "debug_info")
     assert verdict.details["first_layer"]["layer"] == "data"
     assert verdict.cause.id == "bad_input"
     assert not any("testonly" in e for e in verdict.evidence)
@@ -176,11 +179,12 @@ def test_test_net_debug_lines_stay_out_of_the_training_attribution():
 def test_a_nan_only_in_the_test_net_is_credited_to_the_test_pass():
     clean_training = [line for line in TEST_AND_TRAIN_DEBUG if "10:00:03" not in line]
     verdict = diagnose(parse_log(clean_training), "toy.log")
-    assert verdict.details["first"]["what"] == "test output p"
+    assert verdict.details["first"]["what"] == "debug_info"  # the test net's forward line, before its output
     assert verdict.details["first_layer"]["test_net"] == 0
     assert verdict.cause.id == "sparsity"  # the Power layer that only the test net has
     assert any(
-        "layer testonly (Power), top blob p = -nan (test net #0 at iteration 0, line 34)" in e
+        "layer testonly (Power, from the net printed at start-up), top blob p = -nan "
+        "(test net #0, iteration 0, line 34)" in e
         for e in verdict.evidence
     )
 
@@ -226,12 +230,12 @@ Iteration 40, loss = 0.5
     assert any("only the test net" in e for e in verdict.evidence)
 
 
-def test_a_series_keeps_numbers_compactly_and_the_spelling_of_non_finite_ones():
+def test_a_series_keeps_the_spelling_of_non_finite_readings():
     log = parse_log(
         f"I0101 s.cpp:1] Iteration {i}, loss = {v}" for i, v in enumerate(["2.5", "-nan", "1.#INF"])
     )
     series = log.losses
-    assert (len(series), series.values.itemsize, series.lines.tolist()) == (3, 8, [1, 2, 3])
+    assert (len(series), [r.line for r in series]) == (3, [1, 2, 3])
     assert [(r.iteration, r.text, r.line) for r in series] == [
         (0, "2.5", 1),
         (1, "-nan", 2),
