@@ -353,3 +353,32 @@ def test_a_reader_that_goes_away_is_no_traceback(logs):
     doctor.stdout.close()  # `caffe-nan doctor LOG --json | true`: the reader leaves before it is written to
     err = doctor.stderr.read()
     assert (doctor.wait(), err) == (141, b"")
+
+
+def test_a_gzip_log_with_a_line_of_many_megabytes_is_read_in_bounded_memory(tmp_path, capsys):
+    import gzip
+    import tracemalloc
+
+    path = tmp_path / "flat.log.gz"
+    with gzip.open(path, "wb") as f:  # 32 MB on one line (a log whose newlines were lost), then the NaN
+        f.write(b"I0101 10:00:00.000000 1 solver.cpp:228] Iteration 0, loss = 2.3\n")
+        f.write(b"x" * (32 << 20) + b"\n")
+        f.write(b"I0101 10:00:00.000000 1 solver.cpp:228] Iteration 20, loss = nan\n")
+    tracemalloc.start()
+    try:
+        code = doctor_main([str(path), "--json"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["iteration"] == 20
+    assert any("read up to that length" in e for e in report["evidence"])
+    assert peak < 4 << 20, f"peak {peak} bytes for a 32 MB line"
+
+
+def test_input_with_no_caffe_line_at_all_is_the_only_refusal(tmp_path, capsys):
+    (tmp_path / "outputs.log").write_text("Train net output #0: loss = nan (* 1 = nan loss)\n")
+    (tmp_path / "prose.txt").write_text("my loss is nan, why?\n")
+    assert doctor_main([str(tmp_path / "outputs.log")]) == 1
+    assert doctor_main([str(tmp_path / "prose.txt")]) == 2
+    assert "prose.txt: no Caffe line in 1 lines" in capsys.readouterr().err

@@ -13,9 +13,10 @@ import math
 import pytest
 
 from caffe_nanlayers.diagnose import trend
-from caffe_nanlayers.diagnose.caffe_log import parse_log, parse_number
+from caffe_nanlayers.diagnose.caffe_log import LogReader, Series, is_saturated, parse_log, parse_number
 from caffe_nanlayers.diagnose.causes import CATALOGUE, cause_for_layer_type
-from caffe_nanlayers.diagnose.doctor import diagnose
+from caffe_nanlayers.diagnose.doctor import diagnose, guess_layer_type
+from caffe_nanlayers.diagnose.evidence import Candidate, rank
 
 
 @pytest.mark.parametrize(
@@ -325,3 +326,201 @@ def test_every_cause_has_its_fix():
     for cause_id, cause in CATALOGUE.items():
         assert cause.id == cause_id
         assert cause.title and cause.explanation.endswith(".") and cause.fix
+
+
+# The incremental reader, the 87.3365 plateau, pastes without Iteration lines, bounded memory.
+
+
+@pytest.mark.parametrize(
+    ("value", "weights", "expected"),
+    [
+        (87.3365, (), True),
+        (87.3366, (), True),  # a 2014 log's spelling
+        (87.3362, (), True),  # a test pass's average
+        (174.673, (), True),  # two saturated losses, or loss_weight 2
+        (1746.73, (20.0,), True),  # under loss_weight 20
+        (26.201, (0.3,), True),
+        (26.201, (), False),
+        (87.2935, (), False),  # a high but ordinary loss (a real log's)
+        (87.0, (), False),
+        (math.nan, (), False),
+    ],
+)
+def test_the_saturated_softmax_loss(value, weights, expected):
+    assert is_saturated(value, weights) is expected
+
+
+def test_feed_reports_the_first_sign_once_on_its_line():
+    text = [
+        "I0101 s.cpp:1] Iteration 0, loss = 2.3",
+        "I0101 s.cpp:1]     Train net output #0: loss = 2.3 (* 1 = 2.3 loss)",
+        "I0101 s.cpp:1] Iteration 0, lr = 0.1",
+        "I0101 s.cpp:1] Iteration 20, loss = 87.3365",
+        "I0101 s.cpp:1] Iteration 40, loss = nan",
+    ]
+    reader = LogReader()
+    signs = [reader.feed(line) for line in text]
+    assert signs[:3] == [None, None, None] and signs[4] is None
+    sign = signs[3]
+    assert (sign.kind, sign.what, sign.reading.iteration, sign.reading.line) == ("saturated", "loss", 20, 4)
+    assert "saturated" in sign.describe() and "iteration 20, line 4" in sign.describe()
+    log = reader.finish()
+    assert log.first_sign == sign and log.losses.first_bad().iteration == 40
+    assert [r.value for r in parse_log(text).losses][:3] == [r.value for r in log.losses][:3]
+
+
+def test_the_plateau_alone_is_found_and_diagnosed():
+    text = [f"I0101 s.cpp:1] Iteration {i * 100}, loss = {v}" for i, v in enumerate([2.3, 87.3365, 87.3365])]
+    verdict = diagnose(parse_log(text), "plateau.log")
+    assert verdict.nan_found and verdict.exit_code == 1
+    assert verdict.details["first"]["kind"] == "saturated" and verdict.iteration == 100
+    assert (verdict.cause.id, verdict.confidence) == ("gradient_explosion", "medium")
+    assert verdict.summary.startswith("loss saturated at 87.3365")
+
+
+def test_a_nan_output_beside_the_plateau_keeps_the_plateau_as_evidence():
+    text = lines(
+        """
+I0503 solver.cpp:229] Iteration 0, loss = 4.34748
+I0503 solver.cpp:245]     Train net output #0: loss_bbox = 0.0506645 (* 1 = 0.0506645 loss)
+I0503 solver.cpp:245]     Train net output #1: loss_cls = 3.57055 (* 1 = 3.57055 loss)
+I0503 solver.cpp:229] Iteration 20, loss = nan
+I0503 solver.cpp:245]     Train net output #0: loss_bbox = nan (* 1 = nan loss)
+I0503 solver.cpp:245]     Train net output #1: loss_cls = 87.3365 (* 1 = 87.3365 loss)
+"""
+    )
+    verdict = diagnose(parse_log(text), "beside.log")
+    assert verdict.details["first"]["kind"] == "nonfinite"
+    assert verdict.details["facts"][0]["id"] == "saturated"
+    assert verdict.confidence == "medium"
+
+
+def test_only_train_net_output_lines_are_a_log():
+    text = ["Train net output #0: loss = nan (* 1 = nan loss)"] * 3
+    log = parse_log(text)
+    assert log.caffe_lines == 3 and log.first_sign.what == "train output loss"
+    verdict = diagnose(log, "outputs.log")
+    assert verdict.exit_code == 1 and verdict.iteration is None
+    assert verdict.confidence == "low" and verdict.next_steps
+
+
+def test_debug_info_nans_at_iteration_0_count():
+    text = ["I0101 s.cpp:1] Iteration 0, Testing net (#0)"]
+    text += [f"I0101 net.cpp:1]     [Backward] Layer l{i}, bottom blob b{i} diff: nan" for i in range(20)]
+    text += ["I0101 s.cpp:1] Iteration 0, loss = 2.3"]  # the displayed loss is still finite
+    verdict = diagnose(parse_log(text), "backward.log")
+    assert verdict.exit_code == 1 and verdict.iteration == 0
+    assert verdict.details["first_layer"]["layer"] == "l0"
+
+
+def test_an_excerpt_is_not_iteration_0():
+    """Outputs before the first Iteration line are no reading of iteration 0."""
+    text = lines(
+        """
+I0101 s.cpp:1]     Train net output #0: loss = 1.2 (* 1 = 1.2 loss)
+I0101 s.cpp:1] Iteration 840, lr = 0.01
+I0101 s.cpp:1] Iteration 860, loss = nan
+"""
+    )
+    log = parse_log(text)
+    assert log.excerpt and log.outputs["loss"][0].iteration == 840
+    verdict = diagnose(log, "excerpt.log")
+    assert verdict.iteration == 860 and verdict.cause.id != "initialization"
+
+
+def test_lines_flattened_into_one_are_read_as_several():
+    flat = (
+        "I0425 10:13:04.672341 9167 solver.cpp:208] Iteration 200, lr = 0.01 "
+        "I0425 10:13:04.672637 9167 solver.cpp:65] Iteration 200, loss = 6.55622 "
+        "I0425 10:13:21.206111 9167 solver.cpp:65] Iteration 220, loss = nan"
+    )
+    log = parse_log([flat])
+    assert [(r.iteration, r.text) for r in log.losses] == [(200, "6.55622"), (220, "nan")]
+    unprefixed = (
+        "Iteration 0, loss = 2.3 Train net output #0: loss = 2.3 (* 1 = 2.3 loss) Iteration 20, loss = nan"
+    )
+    log = parse_log([unprefixed])
+    assert [r.iteration for r in log.losses] == [0, 20] and len(log.outputs["loss"]) == 1
+
+
+def test_a_line_past_the_limit_is_cut_and_reading_goes_on():
+    text = ["I0101 s.cpp:1] Iteration 0, loss = 2.3" + " x" * 100, "I0101 s.cpp:1] Iteration 1, loss = nan"]
+    log = parse_log(text, line_limit=50)
+    assert log.cut_lines == 1 and log.first_sign.reading.iteration == 1
+    assert any("read up to that length" in e for e in diagnose(log, "cut.log").evidence)
+
+
+def test_a_series_stays_bounded_and_keeps_what_the_verdict_reads():
+    series = Series()
+    for i in range(100_000):
+        series.append(i, 1.0 + i, f"{1.0 + i}", i + 1)
+    kept = series.kept()
+    assert len(series) == 100_000
+    assert len(kept) <= Series.HEAD + Series.SAMPLE + 2 * Series.TAIL
+    assert kept[0].iteration == 0 and kept[-1].iteration == 99_999
+    assert kept == sorted(kept, key=lambda r: r.line)  # in log order
+    # the sample spans the whole run
+    assert any(40_000 < r.iteration < 60_000 for r in kept)
+
+
+def test_the_readings_before_the_first_sign_are_kept_however_long_the_log_goes_on():
+    text = [f"I0101 s.cpp:1] Iteration {i}, loss = {2.0 + 0.001 * (i % 7)}" for i in range(1000)]
+    text += [f"I0101 s.cpp:1] Iteration {i}, loss = nan" for i in range(1000, 5000)]
+    log = parse_log(text)
+    before = log.losses.values_before(log.first_sign.reading.line)
+    assert len(before) >= Series.TAIL and all(math.isfinite(v) for v in before[-Series.TAIL :])
+    verdict = diagnose(log, "long.log")
+    assert verdict.cause.id == "bad_input" and verdict.details["facts"][0]["id"] == "steady"
+
+
+def test_parsing_memory_does_not_grow_with_the_log():
+    import tracemalloc
+
+    def peak(n):
+        block = [
+            "I0101 10:00:00.000000 1 solver.cpp:228] Iteration {i}, loss = 2.{i}",
+            "I0101 10:00:00.000000 1 solver.cpp:244]  Train net output #0: loss = 2.{i} (* 1 = 2.{i} loss)",
+            "I0101 10:00:00.000000 1 sgd_solver.cpp:106] Iteration {i}, lr = 0.01",
+        ]
+        tracemalloc.start()
+        parse_log(line.format(i=i) for i in range(n) for line in block)
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    small, large = peak(3_000), peak(30_000)
+    assert large < 1.5 * small + 200_000, (small, large)
+
+
+def test_weighing_ranks_by_confidence_then_by_how_often_a_cause_is_seen():
+    ranked = rank(
+        [
+            Candidate("loss_layer", "low", ("a",)),
+            Candidate("bad_input", "low", ("a",)),
+            Candidate("gradient_explosion", "low", ("a",)),
+            Candidate("bad_input", "medium", ("b",)),
+        ]
+    )
+    assert [(c.cause_id, c.confidence) for c in ranked] == [
+        ("bad_input", "medium"),
+        ("gradient_explosion", "low"),
+        ("loss_layer", "low"),
+    ]
+    assert ranked[0].facts == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("conv5_3/bn", "BatchNorm"),
+        ("inc3d/relu5_3", "ReLU"),
+        ("conv6_3/linear/scale", "Scale"),
+        ("pool1", "Pooling"),
+        ("softmax_loss", "Loss"),
+        ("fc6", "InnerProduct"),
+        ("abs_z3", "AbsVal"),
+        ("mystery", None),
+    ],
+)
+def test_a_layer_type_guessed_from_its_name(name, expected):
+    assert guess_layer_type(name) == expected

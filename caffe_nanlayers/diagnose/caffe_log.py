@@ -59,14 +59,14 @@ _GLOG_PREFIX = re.compile(r"^[IWEF]?\d{4,8}[ T][\d:.]+\s+\d+ ([^\]\s]+):\d+\] ")
 _GLOG_INSIDE = re.compile(r"(?<=\s)[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]\s]+:\d+\] ")
 # Where a Caffe message starts, for flattened lines that lost their prefixes too.
 _MESSAGE_START = re.compile(
-    r"(?<=\s)(?=Iteration \d+[ ,]|(?:Train|Test) net output #|\[(?:Forward|Backward)\] )"
+    r"(?:(?<=\s)|^)(?=Iteration \d+[ ,]|(?:Train|Test) net output #|\[(?:Forward|Backward)\] )"
 )
 _LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _NUM)
 _LR = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, lr = " + _NUM)
 _OUTPUT = re.compile(r"(Train|Test) net output #(\d+): (.+?) = " + _NUM + r"(?: \(\* " + _NUM + r" = )?")
 _TESTING = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, Testing net \(#(\d+)\)")
 # What Solver::Test prints once its forward passes are done: from here on, debug lines are training's.
-_TEST_PASS_END = ("Test net output #", "Test loss:", "Test interrupted")
+_TEST_PASS_END = ("Test net output #", "Test score #", "Test loss:", "Test interrupted")
 _FORWARD = re.compile(r"\[Forward\] Layer (.+?), (top blob|param blob) (\S+) data: " + _NUM)
 _BACKWARD = re.compile(r"\[Backward\] Layer (.+?), (bottom blob|param blob) (\S+) diff: " + _NUM)
 _ALL_PARAMS = re.compile(
@@ -333,6 +333,7 @@ class TrainingLog:
     # The largest finite forward value before the first bad debug line (activations that blew up).
     largest_forward: DebugReading | None = None
     first_custom: CustomPrint | None = None
+    finite_forward_lines: int = 0  # training's [Forward] lines before its first bad debug line
     first_sign: Sign | None = None  # in line order, training's or a test pass's
     first_train_sign: Sign | None = None  # training's own (a test net's NaN may come first)
     debug_lines: int = 0
@@ -411,7 +412,11 @@ class LogReader:
     def finish(self) -> TrainingLog:
         """The log read so far, its pending debug lines settled."""
         if self._pending_debug or self._pending_bad_debug is not None:
-            self._settle_debug(self._iteration + 1 if self._iteration is not None else None)
+            # After a test pass at N, training's own step N follows; after a display of N, step N + 1.
+            iteration = self._iteration
+            if iteration is not None and not self._testing:
+                iteration += 1
+            self._settle_debug(iteration)
         return self.log
 
     # The rest reads one message; ``number`` is the line it is on.
@@ -543,6 +548,8 @@ class LogReader:
         log = self.log
         self._count(prefixed)
         log.debug_lines += 1
+        if debug.direction != "forward":
+            self._test_net = None  # test nets run forward only: a backward or update line is training's
         if self._test_net is not None:
             debug = dataclasses.replace(debug, iteration=self._iteration, test_net=self._test_net)
             if log.first_bad_test_debug is None and not debug.finite:
@@ -562,8 +569,11 @@ class LogReader:
             self._pending_debug.append(debug)  # one a display; kept only until the loss line
         if not debug.finite:
             self._sign_debug(debug)
-        elif (
-            debug.direction == "forward"
+        elif debug.direction == "forward" and log.first_bad_debug is None and self._pending_bad_debug is None:
+            log.finite_forward_lines += 1
+        if (
+            debug.finite
+            and debug.direction == "forward"
             and log.first_bad_debug is None
             and self._pending_bad_debug is None
             and debug.blob.startswith("top")
@@ -655,7 +665,8 @@ class LogReader:
 
 def _pieces(line: str) -> list[str]:
     """One line, or the lines a paste flattened into it (split where a glog prefix or a message starts)."""
-    if len(line) < 100:  # no two Caffe messages fit
+    # Cheap first: a line that can hold two messages has two glog prefixes' "] " or two messages.
+    if line.count("] ") < 2 and line.count("Iteration ") + line.count("net output #") < 2:
         return [line]
     starts = [m.start() for m in _GLOG_INSIDE.finditer(line)]
     if not starts:

@@ -141,6 +141,8 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
     layer = _first_layer(log, sign)
     if layer is not None:
         facts.append(_layer_fact(log, layer))
+        if layer.direction == "backward" and layer.test_net is None:
+            facts.append(Fact("backward_first", (), {"forward_lines": log.finite_forward_lines}))
         big = log.largest_forward
         if (
             big is not None
@@ -237,6 +239,7 @@ def _layer_fact(log: TrainingLog, layer: DebugReading) -> Fact:
 # Layer-name words and the type they usually mean (in Caffe's model zoo and forks' nets).
 _NAME_TYPES = (
     (("bn", "batchnorm", "batch_norm", "batchnormalization"), "BatchNorm"),
+    (("abs", "absval"), "AbsVal"),
     (("scale",), "Scale"),
     (("relu", "prelu", "leaky"), "ReLU"),
     (("pool", "pooling"), "Pooling"),
@@ -389,10 +392,21 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("lr_policy", HIGH, "lr_nonfinite")
         return out
     layer = _fact(facts, "first_layer")
+    layer_cause = None
     if layer is not None and layer.values.get("type"):
         layer_cause = cause_for_layer_type(layer.values["type"])
         if layer_cause is not None:
             point(layer_cause, HIGH if layer.values["type_source"] == "net" else MEDIUM, "first_layer")
+    backward = _fact(facts, "backward_first")
+    if (
+        backward is not None
+        and layer_cause is None
+        and not ids & {"loss_grew", "norms_grew", "norm_nonfinite"}
+    ):
+        # finite forward, then a gradient made NaN inside one layer: its own backward arithmetic
+        sure = HIGH if backward.values["forward_lines"] else MEDIUM
+        point("layer_arithmetic", sure, "first_layer", "backward_first")
+        layer_cause = "layer_arithmetic"
     for grown in ("loss_grew", "norms_grew", "norm_nonfinite"):
         if grown in ids:
             point("gradient_explosion", HIGH, grown)
@@ -417,7 +431,8 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
             point("loss_layer", MEDIUM, "custom_print")
         point("layer_arithmetic", LOW, "custom_print")
     if "before_any_update" in ids:
-        point("initialization", MEDIUM, "before_any_update")
+        # with a layer named, "before any update" only rules the updates out
+        point("initialization", LOW if layer_cause else MEDIUM, "before_any_update")
         point("fillers", LOW, "before_any_update")
         point("bad_input", LOW, "before_any_update")
     if "test_only" in ids:

@@ -52,10 +52,10 @@ def bounded_lines(handle, limit: int = LINE_LIMIT):
     """The lines of ``handle``, each cut at ``limit`` characters: the rest of a longer line is
     read and dropped piece by piece, so a log without newlines never sits whole in memory."""
     while True:
-        line = handle.readline(limit)
+        line = handle.readline(limit + 1)  # one more: the reader sees that the line was longer
         if not line:
             return
-        if len(line) >= limit and not line.endswith("\n"):
+        if len(line) > limit and not line.endswith("\n"):
             while True:  # skip to the end of this line
                 rest = handle.readline(limit)
                 if not rest or rest.endswith("\n"):

@@ -148,6 +148,13 @@ def render(fact: Fact) -> str:
             f"debug_info: first non-finite {d.direction} value in layer {d.layer}{kind}, "
             f"{d.blob} = {d.text} ({where}{_at(d)})"
         )
+    if fact.id == "backward_first":
+        if v["forward_lines"]:
+            return (
+                f"it is a gradient, after {v['forward_lines']} finite [Forward] line(s): the forward pass "
+                "was finite, so this layer's own backward arithmetic made it"
+            )
+        return "it is a gradient (backward); the log shows no [Forward] line before it"
     if fact.id == "huge_activations":
         d = r[0]
         return (
