@@ -382,3 +382,15 @@ def test_input_with_no_caffe_line_at_all_is_the_only_refusal(tmp_path, capsys):
     assert doctor_main([str(tmp_path / "outputs.log")]) == 1
     assert doctor_main([str(tmp_path / "prose.txt")]) == 2
     assert "prose.txt: no Caffe line in 1 lines" in capsys.readouterr().err
+
+
+def test_the_plot_of_an_excerpt_with_no_iteration(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    log = tmp_path / "outputs.log"
+    log.write_text(
+        "Train net output #0: loss = 2.5 (* 1 = 2.5 loss)\nTrain net output #0: loss = nan (* 1 = nan loss)\n"
+    )
+    png = tmp_path / "outputs.png"
+    assert doctor_main([str(log), "--plot", str(png)]) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "first NaN/Inf at an unknown iteration (excerpt)" in capsys.readouterr().out
