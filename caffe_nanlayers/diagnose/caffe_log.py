@@ -162,8 +162,12 @@ class Series:
         self.first_saturated: Reading | None = None
         self.saturated_count = 0
 
-    def append(self, iteration: int | None, value: float, text: str, line: int) -> Reading:
-        # (index, iteration, value, spelling or None, line): the spelling only where it matters.
+    def append(self, iteration: int | None, value: float, text: str, line: int) -> tuple:
+        """Add a reading; return it as stored, (index, iteration, value, spelling, line).
+
+        The spelling is kept only where it matters, for non-finite values ("-nan", "1.#INF");
+        a ``Reading`` is made from the tuple when one is asked for.
+        """
         item = (self.count, iteration, value, None if math.isfinite(value) else text, line)
         self.count += 1
         if len(self._head) < self.HEAD:
@@ -176,7 +180,7 @@ class Series:
         self._tail.append(item)
         if item[3] is not None and self._first_bad is None:
             self._first_bad = item
-        return _reading(item)
+        return item
 
     def freeze(self) -> None:
         """Keep the last readings as they are now: those before the log's first sign."""
@@ -465,32 +469,35 @@ class LogReader:
             self.log.caffe_lines += 1
 
     def _iteration_line(self, body: str, number: int, prefixed) -> bool:
-        match = _TESTING.search(body)
+        # A substring test first: most lines are a loss or an lr line, and a failed search costs.
+        match = _TESTING.search(body) if "Testing net" in body else None
         if match:
             self._at_iteration(int(match.group(1)), number, "testing")
             self._testing, self._test_net = True, int(match.group(2))
             self._count(prefixed)
             return True
-        match = _LOSS.search(body)
+        match = _LOSS.search(body) if "loss = " in body else None
         if match:
             iteration = int(match.group(1))
             self._at_iteration(iteration, number, "loss")
             self._testing, self._test_net = False, None
-            reading = _read(self.log.losses, iteration, match.group(2), number)
-            if reading is not None:
+            item = _read(self.log.losses, iteration, match.group(2), number)
+            if item is not None:
                 self._count(prefixed)
-                self._check(reading, "loss", saturable=True, weights=self.log.loss_weights.values())
+                self._check(
+                    item, "loss", self.log.losses, saturable=True, weights=self.log.loss_weights.values()
+                )
             if self._pending_debug or self._pending_bad_debug is not None:
                 self._settle_debug(iteration)
             return True
-        match = _LR.search(body)
+        match = _LR.search(body) if "lr = " in body else None
         if match:
             iteration = int(match.group(1))
             self._at_iteration(iteration, number, "lr")
-            reading = _read(self.log.lrs, iteration, match.group(2), number)
-            if reading is not None:
+            item = _read(self.log.lrs, iteration, match.group(2), number)
+            if item is not None:
                 self._count(prefixed)
-                self._check(reading, "lr")
+                self._check(item, "lr", self.log.lrs)
             return True
         return False
 
@@ -538,11 +545,10 @@ class LogReader:
             series = target[name] = Series()
         if self._iteration is None:
             log.excerpt = True
-        reading = series.append(self._iteration, value, match.group(4), number)
+        item = series.append(self._iteration, value, match.group(4), number)
         self._count(prefixed)
-        what = f"{'train' if train else 'test'} output {name}"
         if log.is_loss_output(name, "Train" if train else "Test"):
-            self._check(reading, what, saturable=True)
+            self._check(item, f"{'train' if train else 'test'} output {name}", series, saturable=True)
 
     def _debug(self, debug: DebugReading, prefixed) -> None:
         log = self.log
@@ -625,26 +631,16 @@ class LogReader:
                 return
 
     def _check(
-        self, reading: Reading, what: str, saturable: bool = False, weights: Iterable[float] = ()
+        self, item: tuple, what: str, series: Series, saturable: bool = False, weights: Iterable[float] = ()
     ) -> None:
-        if not reading.finite:
-            self._set_sign(Sign("nonfinite", what, reading))
-        elif saturable and is_saturated(reading.value, weights):
-            series = self._series_of(what)
-            if series is not None:
-                series.saturated_count += 1
-                if series.first_saturated is None:
-                    series.first_saturated = reading
+        if item[3] is not None:  # spelled: non-finite
+            self._set_sign(Sign("nonfinite", what, _reading(item)))
+        elif saturable and is_saturated(item[2], weights):
+            reading = _reading(item)
+            series.saturated_count += 1
+            if series.first_saturated is None:
+                series.first_saturated = reading
             self._set_sign(Sign("saturated", what, reading))
-
-    def _series_of(self, what: str) -> Series | None:
-        log = self.log
-        if what == "loss":
-            return log.losses
-        for prefix, table in (("train output ", log.outputs), ("test output ", log.test_outputs)):
-            if what.startswith(prefix):
-                return table.get(what[len(prefix) :])
-        return None
 
     def _set_sign(self, sign: Sign) -> None:
         log = self.log
@@ -686,7 +682,7 @@ def parse_log(lines: Iterable[str], line_limit: int = LINE_LIMIT) -> TrainingLog
     return reader.finish()
 
 
-def _read(series: Series, iteration: int | None, token: str, line: int) -> Reading | None:
+def _read(series: Series, iteration: int | None, token: str, line: int) -> tuple | None:
     """Append the number ``token`` to ``series``; None if it is no number."""
     value = parse_number(token)
     if value is None:

@@ -166,8 +166,10 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         facts.append(Fact("before_any_update"))
     elif lrs_before and all(v == 0 for v in lrs_before):
         facts.append(Fact("before_any_update", values={"lr_zero": True}))
-    elif not any(f.id in ("loss_grew", "norms_grew", "norm_nonfinite") for f in facts):
-        facts += _history_facts(log, sign)
+    elif sign.kind == "nonfinite" and not any(
+        f.id in ("loss_grew", "norms_grew", "norm_nonfinite") for f in facts
+    ):
+        facts += _history_facts(log, sign)  # the plateau is its own history
     if log.excerpt and sign.reading.iteration is None:
         facts.append(Fact("excerpt"))
     if log.cut_lines:

@@ -190,7 +190,7 @@ def render(fact: Fact) -> str:
             "0/0 when a batch has no example of a class; training itself stayed finite"
         )
     if fact.id == "excerpt":
-        return "the log starts mid-run: readings before its first Iteration line have no iteration"
+        return "the paste shows no Iteration line before this point: the iteration is unknown"
     if fact.id == "lines_cut":
         return f"{v['count']} line(s) longer than {v['limit']} characters were read up to that length"
     raise ValueError(f"no wording for fact {fact.id!r}")
