@@ -166,9 +166,7 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         facts.append(Fact("before_any_update"))
     elif lrs_before and all(v == 0 for v in lrs_before):
         facts.append(Fact("before_any_update", values={"lr_zero": True}))
-    elif sign.kind == "nonfinite" and not any(
-        f.id in ("loss_grew", "norms_grew", "norm_nonfinite") for f in facts
-    ):
+    elif sign.kind == "nonfinite" and not any(f.id in ("loss_grew", "norms_grew") for f in facts):
         facts += _history_facts(log, sign)  # the plateau is its own history
     if log.excerpt and sign.reading.iteration is None:
         facts.append(Fact("excerpt"))
@@ -317,7 +315,15 @@ def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
         facts.append(Fact("norms_grew", (), {"factor": norm_ratio}))
     bad_norm = log.param_diff_norms.bad_before(line + 1)  # the sign itself when the norm went first
     if bad_norm is not None:
-        facts.append(Fact("norm_nonfinite", (bad_norm,)))
+        # Whether that iteration's own loss was finite: then a backward pass made the gradient
+        # non-finite; else the forward pass already had, and the gradient only follows it.
+        loss = next((r for r in log.losses.kept() if r.iteration == bad_norm.iteration), None)
+        loss_finite = loss is not None and loss.finite
+        facts.append(
+            Fact(
+                "norm_nonfinite", (bad_norm,) + ((loss,) if loss_finite else ()), {"loss_finite": loss_finite}
+            )
+        )
     return facts
 
 
@@ -400,18 +406,24 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         if layer_cause is not None:
             point(layer_cause, HIGH if layer.values["type_source"] == "net" else MEDIUM, "first_layer")
     backward = _fact(facts, "backward_first")
-    if (
-        backward is not None
-        and layer_cause is None
-        and not ids & {"loss_grew", "norms_grew", "norm_nonfinite"}
-    ):
+    if backward is not None and layer_cause is None and not ids & {"loss_grew", "norms_grew"}:
         # finite forward, then a gradient made NaN inside one layer: its own backward arithmetic
         sure = HIGH if backward.values["forward_lines"] else MEDIUM
         point("layer_arithmetic", sure, "first_layer", "backward_first")
         layer_cause = "layer_arithmetic"
-    for grown in ("loss_grew", "norms_grew", "norm_nonfinite"):
+    for grown in ("loss_grew", "norms_grew"):
         if grown in ids:
             point("gradient_explosion", HIGH, grown)
+    norm = _fact(facts, "norm_nonfinite")
+    backward_made_it = norm is not None and norm.values["loss_finite"]
+    if backward_made_it and "before_any_update" in ids:
+        # a finite loss, a non-finite gradient, no update yet: one layer's backward (which, the
+        # norm of all gradients does not say)
+        for cause_id in ("loss_layer", "sparsity", "layer_arithmetic"):
+            point(cause_id, LOW, "norm_nonfinite", "before_any_update")
+    elif backward_made_it:
+        point("gradient_explosion", MEDIUM, "norm_nonfinite")
+        point("loss_layer", LOW, "norm_nonfinite")
     if "huge_activations" in ids:
         if "before_any_update" in ids:
             point("fillers", MEDIUM, "huge_activations", "before_any_update")
@@ -432,7 +444,7 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         if "loss" in custom.values["file"].lower() or "loss" in custom.values["key"].lower():
             point("loss_layer", MEDIUM, "custom_print")
         point("layer_arithmetic", LOW, "custom_print")
-    if "before_any_update" in ids:
+    if "before_any_update" in ids and not backward_made_it:  # a finite forward: not the net, nor its data
         # with a layer named, "before any update" only rules the updates out
         point("initialization", LOW if layer_cause else MEDIUM, "before_any_update")
         point("fillers", LOW, "before_any_update")

@@ -134,7 +134,12 @@ def render(fact: Fact) -> str:
     if fact.id == "norms_grew":
         return f"debug_info: L2 norm of all gradients grew {v['factor']:.3g}x"
     if fact.id == "norm_nonfinite":
-        return f"debug_info: L2 norm of all gradients = {r[0].text} at {_at(r[0])}, before the loss"
+        text = f"debug_info: L2 norm of all gradients = {r[0].text} at {_at(r[0])}"
+        if v.get("loss_finite"):
+            return (
+                text + f", while that iteration's loss was finite ({_g(r[1].value)}): a backward pass made it"
+            )
+        return text
     if fact.id == "first_layer":
         d = r[0]
         kind = ""
