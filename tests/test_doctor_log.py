@@ -8,9 +8,12 @@ compiles them out).
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caffe_nanlayers.diagnose import trend
 from caffe_nanlayers.diagnose.caffe_log import LogReader, Series, is_saturated, parse_log, parse_number
@@ -524,3 +527,52 @@ def test_weighing_ranks_by_confidence_then_by_how_often_a_cause_is_seen():
 )
 def test_a_layer_type_guessed_from_its_name(name, expected):
     assert guess_layer_type(name) == expected
+
+
+# Pieces of real lines, shuffled and cut: the reader and the verdict must never fail on them.
+_PIECES = [
+    "I0101 10:00:00.000000  1 solver.cpp:228] ",
+    "Iteration 20, loss = ",
+    "Iteration 20 (5 iter/s, 4s/20 iters), loss = ",
+    "Iteration 0, lr = ",
+    "Iteration 0, Testing net (#0)",
+    "    Train net output #0: loss = ",
+    "    Test net output #1: accuracy = ",
+    " (* 20 = ",
+    " loss)",
+    "[Forward] Layer conv1/bn, top blob conv1 data: ",
+    "[Backward] Layer loss, bottom blob fc diff: ",
+    "[Backward] All net params (data, diff): L1 norm = (1, 2); L2 norm = (3, ",
+    "[Update] Layer fc, param 0 data: 1; diff: ",
+    "Initializing net from parameters:",
+    "layer {",
+    '  name: "x"',
+    '  type: "BatchNorm"',
+    "}",
+    "total loss: ",
+    "nan",
+    "-nan",
+    "1.#QNAN",
+    "inf",
+    "87.3365",
+    "1746.73",
+    "2.3",
+    "0",
+    "-1e40",
+    "\x00",
+    " ",
+    "\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join), max_size=30))
+def test_any_mix_of_real_fragments_reads_and_diagnoses_without_failing(lines):
+    reader = LogReader(line_limit=200)
+    signs = [sign for sign in map(reader.feed, lines) if sign is not None]
+    log = reader.finish()
+    assert len(signs) <= 1 and (log.first_sign is not None) == bool(signs)  # once, when it shows
+    verdict = diagnose(log, "fuzz.log")
+    assert verdict.exit_code == (1 if (log.first_train_sign or log.first_sign) else 0)
+    verdict.to_text()
+    json.loads(verdict.to_json())
