@@ -79,7 +79,11 @@ def _read_log(path: str):
 
 def _parser(prog: str) -> Parser:
     parser = Parser(
-        prog=prog, description="Read a caffe train log (glog lines) and diagnose its first NaN/Inf."
+        prog=prog,
+        description=(
+            "Read a caffe train log (glog lines, or an excerpt of one) and diagnose its first NaN/Inf "
+            "or its 87.3365 plateau: probable causes, how sure, what to collect next."
+        ),
     )
     parser.add_argument("log", help="the log ('-' for stdin; gzip-compressed logs are decompressed)")
     parser.add_argument("--plot", metavar="PNG", help="also draw loss and lr per iteration into this PNG")
