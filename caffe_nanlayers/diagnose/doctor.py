@@ -473,7 +473,7 @@ def _next_steps(log: TrainingLog, sign: Sign, facts: list[Fact], candidates: lis
     steps = []
     at = sign.reading.iteration
     snapshot = "the last snapshot" + (f" before iteration {at}" if at else "")
-    if not sure or "first_layer" not in ids:
+    if not sure:
         steps.append(
             f"caffe-nan locate SOLVER --weights <{snapshot}>.caffemodel: replays training to the first "
             "NaN/Inf and names the layer, the batch and the cause"
