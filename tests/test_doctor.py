@@ -394,3 +394,13 @@ def test_the_plot_of_an_excerpt_with_no_iteration(tmp_path, capsys):
     assert doctor_main([str(log), "--plot", str(png)]) == 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "first NaN/Inf at an unknown iteration (excerpt)" in capsys.readouterr().out
+
+
+def test_the_plateau_without_glog_prefixes_is_a_finding(tmp_path, capsys):
+    log = tmp_path / "pasted.log"
+    log.write_text(
+        "Iteration 0, loss = 87.3366\nIteration 1000, loss = 8.26466\nIteration 1000, lr = 0.001\n"
+    )
+    assert doctor_main([str(log), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["first"]["kind"], report["iteration"]) == ("saturated", 0)
