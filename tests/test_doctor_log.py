@@ -16,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caffe_nanlayers.diagnose import trend
-from caffe_nanlayers.diagnose.caffe_log import LogReader, Series, is_saturated, parse_log, parse_number
+from caffe_nanlayers.diagnose.caffe_log import (
+    MAX_OUTPUTS,
+    LogReader,
+    Series,
+    is_saturated,
+    parse_log,
+    parse_number,
+)
 from caffe_nanlayers.diagnose.causes import CATALOGUE, cause_for_layer_type
 from caffe_nanlayers.diagnose.doctor import diagnose, guess_layer_type
 from caffe_nanlayers.diagnose.evidence import Candidate, rank
@@ -576,3 +583,8 @@ def test_any_mix_of_real_fragments_reads_and_diagnoses_without_failing(lines):
     assert verdict.exit_code == (1 if (log.first_train_sign or log.first_sign) else 0)
     verdict.to_text()
     json.loads(verdict.to_json())
+
+
+def test_a_stream_of_new_output_names_does_not_grow_the_log():
+    log = parse_log(f"Train net output #0: loss_{i} = 1.5 (* 1 = 1.5 loss)" for i in range(10_000))
+    assert len(log.outputs) == MAX_OUTPUTS and len(log.loss_weights) == MAX_OUTPUTS

@@ -44,6 +44,10 @@ from collections.abc import Iterable, Iterator
 # newlines were lost (or a binary file) must not be held whole in memory.
 LINE_LIMIT = 64 * 1024
 
+# Output names kept per phase: a net has a handful; a stream of new names is no net's
+# (output lines of many runs concatenated, garbage), and must not grow memory.
+MAX_OUTPUTS = 256
+
 # -log(FLT_MIN): SoftmaxWithLoss clamps a probability of 0 at FLT_MIN, so a
 # loss pinned here means the scores diverged or went non-finite.
 SATURATED_LOSS = 87.3365
@@ -536,13 +540,15 @@ class LogReader:
         train = phase == "Train" and not self._testing
         target = log.outputs if train else log.test_outputs
         weights = log.loss_weights if train else log.test_loss_weights
+        series = target.get(name)
+        if series is None:
+            if len(target) >= MAX_OUTPUTS:  # a net has a few outputs; more are no net's
+                return
+            series = target[name] = Series()
         if match.group(5) is not None:
             weight = parse_number(match.group(5))
             if weight is not None:
                 weights.setdefault(name, weight)
-        series = target.get(name)
-        if series is None:
-            series = target[name] = Series()
         if self._iteration is None:
             log.excerpt = True
         item = series.append(self._iteration, value, match.group(4), number)
