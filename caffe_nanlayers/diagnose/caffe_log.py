@@ -47,6 +47,8 @@ LINE_LIMIT = 64 * 1024
 # Output names kept per phase: a net has a handful; a stream of new names is no net's
 # (output lines of many runs concatenated, garbage), and must not grow memory.
 MAX_OUTPUTS = 256
+# Solver fields and layer names kept from the start-up dumps (the largest nets have about 1000 layers).
+MAX_BLOCK_ENTRIES = 8192
 
 # -log(FLT_MIN): SoftmaxWithLoss clamps a probability of 0 at FLT_MIN, so a
 # loss pinned here means the scores diverged or went non-finite.
@@ -374,11 +376,12 @@ class _BlockReader:
     def feed(self, text: str, log: TrainingLog):
         match = _FIELD.match(text)
         if self.kind == "solver":
-            if match and self.depth == 0:
+            if match and self.depth == 0 and len(log.solver) < MAX_BLOCK_ENTRIES:
                 log.solver.setdefault(match.group(1), match.group(2))
         elif match and self.depth == 1 and match.group(1) in ("name", "type"):
             self.layer[match.group(1)] = match.group(2)
-            if "name" in self.layer and "type" in self.layer:
+            complete = "name" in self.layer and "type" in self.layer
+            if complete and len(log.layer_types) < MAX_BLOCK_ENTRIES:
                 log.layer_types.setdefault(self.layer["name"], self.layer["type"])
         opened, closed = text.count("{"), text.count("}")
         if self.depth == 0 and opened:
