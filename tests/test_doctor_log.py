@@ -498,7 +498,7 @@ def test_parsing_memory_does_not_grow_with_the_log():
         tracemalloc.stop()
         return size
 
-    small, large = peak(3_000), peak(30_000)
+    small, large = peak(1_000), peak(10_000)
     assert large < 1.5 * small + 200_000, (small, large)
 
 
