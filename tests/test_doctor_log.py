@@ -588,3 +588,14 @@ def test_any_mix_of_real_fragments_reads_and_diagnoses_without_failing(lines):
 def test_a_stream_of_new_output_names_does_not_grow_the_log():
     log = parse_log(f"Train net output #0: loss_{i} = 1.5 (* 1 = 1.5 loss)" for i in range(10_000))
     assert len(log.outputs) == MAX_OUTPUTS and len(log.loss_weights) == MAX_OUTPUTS
+
+
+def test_a_steady_loss_displayed_every_20_iterations_cannot_tell_a_bad_batch_from_an_explosion():
+    text = [f"I0101 s.cpp:1] Iteration {20 * i}, loss = {2.0 + 0.01 * (i % 3)}" for i in range(10)]
+    text.append("I0101 s.cpp:1] Iteration 200, loss = nan")
+    verdict = diagnose(parse_log(text), "coarse.log")
+    assert [f["id"] for f in verdict.details["facts"]] == ["coarse_display"]
+    assert (verdict.cause.id, verdict.confidence) == ("gradient_explosion", "low")
+    assert [c.id for c in verdict.also_possible] == ["bad_input", "loss_layer"]
+    assert any("smaller display" in step for step in verdict.next_steps)
+    assert "20 iterations after the last finite one" in verdict.evidence[0]

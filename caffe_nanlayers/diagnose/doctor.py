@@ -358,14 +358,15 @@ def _history_facts(log: TrainingLog, sign: Sign) -> list[Fact]:
     if before and before[-1].iteration is not None and sign.reading.iteration is not None:
         gap = sign.reading.iteration - before[-1].iteration
     ratio = trend.growth([r.value for r in before])
-    if ratio is not None and len(before) >= STEADY_READINGS and gap == 1:
+    if ratio is not None and len(before) >= STEADY_READINGS:
         values = {
             "trend": "steady" if ratio >= 0.5 else "falling",
             "factor": ratio,
             "count": len(before),
             "gap": gap,
         }
-        return [Fact("steady", (sign.reading,), values)]
+        # displayed every iteration, an explosion would have shown; every N, it may hide in between
+        return [Fact("steady" if gap == 1 else "coarse_display", (sign.reading,), values)]
     if before or sign.what == "loss" or sign.what.startswith("train output"):
         return [Fact("sparse_readings", tuple(before[-1:]), {"count": len(before), "gap": gap})]
     return []
@@ -456,8 +457,9 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("bad_input", MEDIUM, "steady")
         point("loss_layer", LOW, "steady")
         point("gradient_explosion", LOW, "steady")
-    if "sparse_readings" in ids or not out:
-        because = ("sparse_readings",) if "sparse_readings" in ids else ()
+    thin = ids & {"sparse_readings", "coarse_display"}
+    if thin or not out:
+        because = tuple(sorted(thin))
         for cause_id in ("gradient_explosion", "bad_input", "loss_layer"):
             point(cause_id, LOW, *because)
     return out
@@ -482,7 +484,7 @@ def _next_steps(log: TrainingLog, sign: Sign, facts: list[Fact], candidates: lis
         steps.append(
             "add debug_info: true to the solver: its [Forward]/[Backward] lines name the first bad layer"
         )
-    gap = next((f.values.get("gap") for f in facts if f.id in ("sparse_readings", "steady")), None)
+    gap = next((f.values.get("gap") for f in facts if f.id in ("sparse_readings", "coarse_display")), None)
     display = log.solver.get("display")
     if ("sparse_readings" in ids or (gap or 0) > 1) and not sure:
         shown = (

@@ -180,6 +180,13 @@ def render(fact: Fact) -> str:
             f"loss {v['trend']} over {v['count']} readings before (x{v['factor']:.3g}), then "
             f"{r[0].text} at once, {v['gap']} iteration(s) after the last finite reading"
         )
+    if fact.id == "coarse_display":
+        interval = f"{v['gap']} iterations" if v.get("gap") else "an unknown number of iterations"
+        return (
+            f"loss {v['trend']} over {v['count']} readings before (x{v['factor']:.3g}), then {r[0].text} "
+            f"{interval} after the last finite one: an explosion inside that interval would look the "
+            "same as a bad batch"
+        )
     if fact.id == "sparse_readings":
         text = f"only {v['count']} finite loss reading(s) before it"
         if v.get("gap"):
