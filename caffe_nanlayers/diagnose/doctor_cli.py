@@ -77,6 +77,11 @@ def _read_log(path: str):
         raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
+def _saturated(verdict) -> bool:
+    first = verdict.details.get("first")
+    return bool(first) and first.get("kind") == "saturated"
+
+
 def _parser(prog: str) -> Parser:
     parser = Parser(
         prog=prog,
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
                 args.plot,
                 verdict.iteration,
                 title=f"{Path(args.log).name}: {verdict.cause.id if verdict.cause else 'no NaN'}",
+                sign_label="loss at 87.3365" if _saturated(verdict) else "first NaN/Inf",
             )
             verdict.details["plot"] = args.plot
         print(verdict.to_json() if args.format == "json" else verdict.to_text())

@@ -43,7 +43,13 @@ def _positive(series: Series) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, title: str = "") -> None:
+def plot_log(
+    log: TrainingLog,
+    path: str | os.PathLike,
+    first_nan: int | None,
+    title: str = "",
+    sign_label: str = "first NaN/Inf",
+) -> None:
     """Write a PNG of the log's losses and learning rate to ``path`` (atomically)."""
     plt = _pyplot()
     figure, loss_axis = plt.subplots(figsize=(9, 5), dpi=100)
@@ -76,7 +82,7 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
         if first_nan is not None:
             loss_axis.axvline(first_nan, color="tab:red", linestyle=":", linewidth=1.5)
             loss_axis.annotate(
-                f"first NaN/Inf\niteration {first_nan}",
+                f"{sign_label}\niteration {first_nan}",
                 xy=(first_nan, 0.95),
                 xycoords=("data", "axes fraction"),
                 xytext=(5, 0),  # right of the line, where no loss is drawn (it is NaN there)
