@@ -350,7 +350,8 @@ class TrainingLog:
     lines: int = 0
     recognized: int = 0
     caffe_lines: int = 0  # lines with a glog prefix or a Caffe message: 0 means no Caffe log at all
-    cut_lines: int = 0  # lines longer than LINE_LIMIT, read up to it
+    cut_lines: int = 0  # lines longer than line_limit, read up to it
+    line_limit: int = LINE_LIMIT
     excerpt: bool = False  # readings came before any Iteration line: the paste starts mid-run
 
     def first_bad(self, readings: Series) -> Reading | None:
@@ -393,7 +394,7 @@ class LogReader:
     """Feed it a log line by line; it keeps bounded state and reports the first sign of trouble."""
 
     def __init__(self, line_limit: int = LINE_LIMIT):
-        self.log = TrainingLog()
+        self.log = TrainingLog(line_limit=line_limit)
         self.line_limit = line_limit
         self._block = _BlockReader()
         self._pending_debug: list[DebugReading] = []  # this iteration's, until its loss line

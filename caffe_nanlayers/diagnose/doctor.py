@@ -171,9 +171,7 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
     if log.excerpt and sign.reading.iteration is None:
         facts.append(Fact("excerpt"))
     if log.cut_lines:
-        from caffe_nanlayers.diagnose.caffe_log import LINE_LIMIT
-
-        facts.append(Fact("lines_cut", values={"count": log.cut_lines, "limit": LINE_LIMIT}))
+        facts.append(Fact("lines_cut", values={"count": log.cut_lines, "limit": log.line_limit}))
     return facts
 
 
