@@ -265,7 +265,7 @@ def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
     facts = []
     losses = log.losses.before(line)
     ratio = trend.growth([r.value for r in losses], minimum=2)
-    if ratio is not None and ratio >= trend.EXPLOSION_FACTOR:
+    if trend.is_explosion(ratio):
         finite = [r for r in losses if r.finite]
         facts.append(
             Fact(
@@ -283,7 +283,7 @@ def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
     growths = _output_growths(log, line)
     if growths and len(log.loss_weights) > 1:
         name, factor, readings = growths[0]
-        if factor >= trend.EXPLOSION_FACTOR or facts:
+        if trend.is_explosion(factor) or facts:
             values = {
                 "output": name,
                 "name": name,
@@ -309,7 +309,7 @@ def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
             facts.append(Fact("output_grew", (), values))
     norms = log.param_diff_norms.values_before(line)
     norm_ratio = trend.growth(norms)
-    if norm_ratio is not None and norm_ratio >= trend.EXPLOSION_FACTOR:
+    if trend.is_explosion(norm_ratio):
         facts.append(Fact("norms_grew", (), {"factor": norm_ratio}))
     bad_norm = log.param_diff_norms.bad_before(line + 1)  # the sign itself when the norm went first
     if bad_norm is not None:
