@@ -85,7 +85,7 @@ class _Pool:
         worker = IsolatedWorker(warm_up=(import_caffe,))
         with self.lock:
             if self.stopping.is_set():
-                worker.__exit__(None, None, None)
+                worker.close()
                 return None
             self.live.add(worker)
 
@@ -97,7 +97,9 @@ class _Pool:
                     finding["record"] += task.start
                 self.findings.extend(new_findings)
                 self.done[number] = records_done
-                if self.on_records is not None:  # under the lock: the display never goes backwards
+                # Under the lock, and never once stopping: the display neither goes backwards nor
+                # draws after the line that says the scan was interrupted.
+                if self.on_records is not None and not self.stopping.is_set():
                     self.on_records(sum(self.done))
 
         try:
@@ -115,12 +117,14 @@ class _Pool:
         with self.lock:
             live = list(self.live)
         for worker in live:
-            worker.__exit__(KeyboardInterrupt, None, None)
+            # Only the process is ended here: the thread that runs the worker sees it die and closes
+            # its pipe and files itself (closing them from here too would close a descriptor twice).
+            worker._kill()
 
     def run(self) -> None:
-        for thread in self.threads:
-            thread.start()
         try:
+            for thread in self.threads:
+                thread.start()
             for thread in self.threads:
                 while thread.is_alive():
                     thread.join(JOIN_POLL_S)  # a timed join lets Ctrl-C reach this thread
