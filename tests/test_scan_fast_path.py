@@ -14,10 +14,12 @@ import math
 import lmdb
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scan_datasets import float_datum, uint8_datum, write_lmdb
 
 from caffe_nanlayers.proto_io import caffe_pb2
-from caffe_nanlayers.scan import fast_path
+from caffe_nanlayers.scan import datum_wire, fast_path
 
 pytestmark = pytest.mark.caffe
 
@@ -173,3 +175,94 @@ def test_unsupported_layers_name_why(caffe):
     both.transform_param.mean_file = "m"
     both.transform_param.mean_value.append(1.0)
     assert "both mean_file and mean_value" in fast_path.unsupported(both)
+
+
+def _protobuf_header(record: bytes):
+    datum = caffe_pb2().Datum()
+    try:
+        datum.ParseFromString(record)
+    except Exception:
+        return None
+    return (
+        datum.channels,
+        datum.height,
+        datum.width,
+        datum.label,
+        datum.encoded,
+        datum.data,
+        len(datum.float_data),
+    )
+
+
+def _wire_header(record: bytes):
+    header = datum_wire.read_header(record)
+    if header is None:
+        return None
+    data = record[header.data_offset : header.data_offset + header.data_size]
+    return (
+        header.channels,
+        header.height,
+        header.width,
+        header.label,
+        header.encoded,
+        data,
+        header.float_count,
+    )
+
+
+int32s = st.integers(-(2**31), 2**31 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "channels": int32s,
+            "height": int32s,
+            "width": int32s,
+            "label": int32s,
+            "data": st.binary(max_size=40),
+            "float_data": st.lists(st.floats(width=32), max_size=5),
+            "encoded": st.booleans(),
+        },
+    ),
+    cut=st.integers(0, 200),
+    flip=st.tuples(st.integers(0, 200), st.integers(0, 255)),
+)
+def test_wire_header_equals_protobuf_or_declines(caffe, fields, cut, flip):
+    record = caffe_pb2().Datum(**fields).SerializeToString()
+    assert _wire_header(record) == _protobuf_header(record)
+    # Broken records (truncated, a byte changed): the reader declines or agrees, never differs.
+    for broken in (record[:cut], _flip(record, *flip), record + record[:cut]):
+        got = _wire_header(broken)
+        assert got is None or got == _protobuf_header(broken)
+
+
+def _flip(record: bytes, index: int, value: int) -> bytes:
+    if not record:
+        return record
+    index %= len(record)
+    return record[:index] + bytes([value]) + record[index + 1 :]
+
+
+def test_wire_header_reads_unpacked_float_data_and_the_last_data_field(caffe):
+    # float_data written unpacked (wire type 5) by old converters, and a data field given twice.
+    record = bytes([0x35]) + np.float32(1.5).tobytes() + bytes([0x22, 1, 7, 0x22, 2, 8, 9])
+    assert _wire_header(record) == _protobuf_header(record)
+    assert datum_wire.read_header(record + bytes([0x40, 1])) is None  # field 8: unknown, protobuf's to read
+
+
+def test_label_is_bad_agrees_with_the_scan_layers_rows(caffe):
+    from caffe_nanlayers.scan.scan_layer import bad_label_rows
+
+    for config in (
+        {"num_classes": 10, "ignore_label": None},
+        {"num_classes": 5, "ignore_label": -1},
+        {"num_classes": None, "ignore_label": 255},
+        {"num_classes": 16777217, "ignore_label": None},
+    ):
+        for label in (-(2**31), -5, -1, 0, 4, 5, 9, 10, 255, 2**24, 2**24 + 1, 16777217, 2**31 - 1):
+            rows = np.array([[label]], dtype=np.float32)
+            expected = len(bad_label_rows(rows, config["num_classes"], config["ignore_label"])) > 0
+            assert fast_path.label_is_bad(label, config) == expected, (label, config)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from caffe_nanlayers.proto_io import caffe_pb2
+from caffe_nanlayers.scan.datum_wire import read_header
 from caffe_nanlayers.scan.scan_layer import bad_label_rows, label_finding, nonfinite_finding
 
 PROGRESS_INTERVAL_S = 0.2
@@ -168,7 +169,8 @@ def _records(spec: RangeSpec):
 
         env = lmdb.open(spec.view, readonly=True, lock=False, subdir=True, max_readers=1)
         try:
-            with env.begin(buffers=False) as txn:
+            # buffers: each value is a view of the memory map, valid until the cursor moves on.
+            with env.begin(buffers=True) as txn:
                 cursor = txn.cursor()
                 if not cursor.set_range(spec.start_key):
                     return
@@ -225,13 +227,28 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
         findings.append(finding)
 
     for record, value in _records(spec):  # record: counted from the range's start, a batch's first
-        try:
-            datum.ParseFromString(value)
-        except Exception as exc:  # protobuf's DecodeError differs between its implementations
-            raise HandOver(record, f"is not a Datum ({exc})") from None
-        if datum.encoded:
-            raise HandOver(record, "is an encoded image, decoded by Caffe's OpenCV")
-        shape = (datum.channels, datum.height, datum.width)
+        header = read_header(value)
+        if header is not None and header.data_size and not header.encoded:
+            # The common record, raw uint8: its pixels are a view of the record, read only if needed.
+            shape, label, size = (
+                (header.channels, header.height, header.width),
+                header.label,
+                header.data_size,
+            )
+            pixels = np.frombuffer(value, np.uint8, count=size, offset=header.data_offset)
+            floats = None
+        else:
+            try:
+                datum.ParseFromString(value)
+            except Exception as exc:  # protobuf's DecodeError differs between its implementations
+                raise HandOver(record, f"is not a Datum ({exc})") from None
+            if datum.encoded:
+                raise HandOver(record, "is an encoded image, decoded by Caffe's OpenCV")
+            shape, label = (datum.channels, datum.height, datum.width), datum.label
+            raw = datum.data  # Caffe reads data when it is not empty, float_data otherwise
+            pixels = np.frombuffer(raw, np.uint8) if raw else None
+            floats = None if raw else datum.float_data
+            size = len(raw) if raw else len(floats)
         refusal = transform.refusal(shape, spec.first_channels)
         if refusal:
             raise HandOver(record, refusal)
@@ -239,32 +256,43 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             batch_shape = shape  # Caffe shapes each batch after its first record
         elif shape[0] != batch_shape[0] or (not transform.crop_size and shape != batch_shape):
             raise HandOver(record, f"has shape {shape}, the first record of its batch {batch_shape}")
-        size = shape[0] * shape[1] * shape[2]
-        raw = datum.data
-        if raw:
-            if len(raw) != size:
-                raise HandOver(record, f"holds {len(raw)} bytes for shape {shape}")
+        if size != shape[0] * shape[1] * shape[2]:
+            what = "bytes of data" if floats is None else "float_data values"
+            raise HandOver(record, f"holds {size} {what} for shape {shape}")
+        if floats is None:
             finite = proven_finite.get(shape)
             if finite is None:
                 finite = proven_finite[shape] = transform.uint8_always_finite(shape)
             if not finite or data_label is not None:
-                values = np.frombuffer(raw, dtype=np.uint8).reshape(shape).astype(np.float32)
+                values = pixels.reshape(shape).astype(np.float32)
                 _check(transform, values, data_label, record, data_top, add)
         else:
-            if len(datum.float_data) != size:
-                raise HandOver(record, f"holds {len(datum.float_data)} float_data values for shape {shape}")
-            values = np.array(datum.float_data, dtype=np.float32).reshape(shape)
+            values = np.array(floats, dtype=np.float32).reshape(shape)
             _check(transform, values, data_label, record, data_top, add)
-        if label_config is not None:
-            label = np.array([[datum.label]], dtype=np.float32)
-            if len(bad_label_rows(label, label_config["num_classes"], label_config["ignore_label"])):
-                add(label_finding(label[0], label_config), record, label_name)
+        if label_config is not None and label_is_bad(label, label_config):
+            add(label_finding(np.array([label], dtype=np.float32), label_config), record, label_name)
         done[0] += 1
         now = time.monotonic()
         if len(findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
             report(("progress", None, done[0], findings[sent:]))
             sent, last_report = len(findings), now
     report(("progress", None, done[0], findings[sent:]))
+
+
+def label_is_bad(label: int, config: dict) -> bool:
+    """``bad_label_rows`` for the one int32 label of a Datum, without numpy (it runs once a record).
+
+    Caffe stores the label as a float32, and the scan layer compares that float32 with the class
+    count and ignore_label made float32 too: beyond 2**24, where float32 skips integers, so does this.
+    """
+    classes, ignore = config["num_classes"], config["ignore_label"]
+    if max(abs(label), abs(classes or 0), abs(ignore or 0)) > 1 << 24:
+        label = float(np.float32(label))
+        classes = None if classes is None else float(np.float32(classes))
+        ignore = None if ignore is None else float(np.float32(ignore))
+    if ignore is not None and label == ignore:
+        return False
+    return label < 0 or (classes is not None and label >= classes)
 
 
 def _check(transform, values, label_config, record, top, add) -> None:
