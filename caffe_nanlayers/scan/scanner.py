@@ -69,12 +69,13 @@ def scan(
     limit: int | None = None,
     python_batches: int = DEFAULT_PYTHON_BATCHES,
     on_progress=None,
-    workers: int | None = 1,
+    workers: int | None = None,
 ) -> ScanReport:
     """Scan the datasets read by ``path``'s data layers in ``phase``; progress to ``on_progress``.
 
     ``workers`` processes split the sources that can be split (``workers``, ``partition``);
-    ``workers=None`` reads every source through Caffe's own data layers in one process.
+    None (the default here; the command defaults to the cores) reads every source through
+    Caffe's own data layers in one process.
     """
     phase_name = _phase_name(phase)
     if limit is not None and limit < 1:
