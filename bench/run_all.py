@@ -36,6 +36,7 @@ BENCHES = {
     "training": "bench_training",
     "scan": "bench_scan",
     "lint": "bench_lint",
+    "scan_scale": "bench_scan_scale",
 }
 
 

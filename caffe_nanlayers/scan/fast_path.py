@@ -34,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffe_nanlayers.proto_io import caffe_pb2
 from caffe_nanlayers.scan.datum_wire import read_header
-from caffe_nanlayers.scan.scan_layer import bad_label_rows, label_finding, nonfinite_finding
 
 PROGRESS_INTERVAL_S = 0.2
 UINT8_EXTREMES = (0.0, 255.0)
@@ -142,10 +140,11 @@ def read_mean_file(path: str, pb2) -> np.ndarray:
         dims = tuple(int(d) for d in blob.shape.dim)
     else:
         dims = (blob.num, blob.channels, blob.height, blob.width)
+    if len(dims) != 4:
+        raise ValueError(f"a mean blob of shape {dims}, not (num, channels, height, width)")
     values = np.array(blob.double_data if len(blob.double_data) else blob.data, dtype=np.float32)
-    # Caffe indexes the mean by the record's (C, H, W): a leading 1 (num) is what mean files hold.
-    shape = dims[-3:] if len(dims) >= 3 else (1,) * (3 - len(dims)) + dims
-    return values.reshape(shape)
+    # Caffe indexes the mean by the record's position: the first of its num images is the mean.
+    return values[: dims[1] * dims[2] * dims[3]].reshape(dims[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +157,7 @@ class RangeSpec:
     count: int
     batch_size: int
     first_channels: int  # of the first record of the whole pass (Caffe's mean_value replication)
-    transform_param: bytes  # a serialized TransformationParameter
+    transform: Transform  # built by the parent, which read the mean file
     tops: tuple  # ((top name, label config or None), ...): data, then label when the layer has one
 
 
@@ -208,13 +207,10 @@ def scan_range(report, spec: RangeSpec) -> dict:
 
 
 def _scan_range(report, spec: RangeSpec, done: list) -> None:
-    pb2 = caffe_pb2()
-    param = pb2.TransformationParameter()
-    param.ParseFromString(spec.transform_param)
-    transform = Transform.of(param, pb2)
+    transform = spec.transform
     (data_top, data_label), *label_top = spec.tops
     label_name, label_config = label_top[0] if label_top else (None, None)
-    datum = pb2.Datum()
+    datum = None  # protobuf, and so pycaffe, only for a record the wire reader declines
     proven_finite: dict = {}
     findings: list[dict] = []
     batch_shape = None
@@ -238,6 +234,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             pixels = np.frombuffer(value, np.uint8, count=size, offset=header.data_offset)
             floats = None
         else:
+            datum = datum or _caffe().proto.caffe_pb2.Datum()
             try:
                 datum.ParseFromString(value)
             except Exception as exc:  # protobuf's DecodeError differs between its implementations
@@ -270,7 +267,11 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             values = np.array(floats, dtype=np.float32).reshape(shape)
             _check(transform, values, data_label, record, data_top, add)
         if label_config is not None and label_is_bad(label, label_config):
-            add(label_finding(np.array([label], dtype=np.float32), label_config), record, label_name)
+            add(
+                _scan_layer().label_finding(np.array([label], dtype=np.float32), label_config),
+                record,
+                label_name,
+            )
         done[0] += 1
         now = time.monotonic()
         if len(findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
@@ -298,10 +299,27 @@ def label_is_bad(label: int, config: dict) -> bool:
 def _check(transform, values, label_config, record, top, add) -> None:
     with np.errstate(all="ignore"):  # inf * 0 and the like are what the scan is looking for
         seen = transform.apply(values)
-    finding = nonfinite_finding(seen)
+    measure = _scan_layer()  # the scan layer's own measures: the findings are word for word Caffe's path's
+    finding = measure.nonfinite_finding(seen)
     if finding is not None:
         add(finding, record, top)
     if label_config is not None:
         rows = seen.reshape(1, -1)
-        if len(bad_label_rows(rows, label_config["num_classes"], label_config["ignore_label"])):
-            add(label_finding(seen, label_config), record, top)
+        if len(measure.bad_label_rows(rows, label_config["num_classes"], label_config["ignore_label"])):
+            add(measure.label_finding(seen, label_config), record, top)
+
+
+def _caffe():
+    from caffe_nanlayers.caffe_net import import_caffe
+
+    return import_caffe()
+
+
+def _scan_layer():
+    """The scan layer's module, imported (with pycaffe) only by a worker that meets a record to measure.
+
+    A worker whose records are all proven finite never imports pycaffe: it starts in a tenth of a second.
+    """
+    from caffe_nanlayers.scan import scan_layer
+
+    return scan_layer

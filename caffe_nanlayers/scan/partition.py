@@ -68,10 +68,10 @@ def file_runs(rows: list[int], total: int, parts: int, min_records: int) -> list
     return runs
 
 
-def why_not_split(layer, source) -> str | None:
+def why_not_split(layer, source, pb2) -> str | None:
     """Why this source must be read in one pass by Caffe's own layer, or None if it can be split."""
     if source.kind in ("LMDB", "LevelDB"):
-        return fast_path.unsupported(layer)
+        return fast_path.unsupported(layer) or _unreadable_mean_file(layer, pb2)
     if source.kind == "HDF5":
         if not _same_row_shapes(source.hdf5_files, list(layer.top)):
             # Caffe shapes its tops after the first file it opens: a worker starting at another file
@@ -87,7 +87,7 @@ def plan(sources, copies, planned, label_of, workers: int, workdir: Path, pb2, p
     ``copies`` are the deterministic copies of the data layers (pointed at their views), ``planned``
     the records to scan per source, ``label_of`` the label configuration of each checked top.
     """
-    if any(why_not_split(layer, source) for layer, source in zip(copies, sources)):
+    if any(why_not_split(layer, source, pb2) for layer, source in zip(copies, sources)):
         return None
     tasks = []
     for index, (layer, source, count) in enumerate(zip(copies, sources, planned)):
@@ -111,6 +111,7 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
     except Exception:
         pass  # the worker that meets it hands the pass to Caffe
     tops = tuple((top, label_of.get(top)) for top in layer.top)
+    transform = fast_path.Transform.of(layer.transform_param, pb2)
     tasks = []
     for number, (start, length) in enumerate(ranges):
         # LevelDB allows one process at a time in a directory: each worker has a view of its own.
@@ -122,11 +123,23 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
             count=length,
             batch_size=source.batch_size,
             first_channels=first.channels,
-            transform_param=_absolute_mean_file(layer.transform_param, pb2).SerializeToString(),
+            transform=transform,
             tops=tops,
         )
         tasks.append(Task(index, start, length, "fast", (spec,)))
     return tasks
+
+
+def _unreadable_mean_file(layer, pb2) -> str | None:
+    """Caffe reads the mean file or stops: a file the fast path cannot read is Caffe's to report."""
+    mean_file = layer.transform_param.mean_file
+    if not mean_file:
+        return None
+    try:
+        fast_path.read_mean_file(mean_file, pb2)
+    except Exception as exc:  # missing, not a BlobProto, another shape: Caffe's own words are wanted
+        return f"its mean_file {mean_file!r} is not one the fast path reads ({exc})"
+    return None
 
 
 def _same_row_shapes(files, tops: list[str]) -> bool:
@@ -137,15 +150,6 @@ def _same_row_shapes(files, tops: list[str]) -> bool:
         with h5py.File(entry.name, "r") as handle:
             shapes.add(tuple(handle[top].shape[1:] for top in tops))
     return len(shapes) <= 1
-
-
-def _absolute_mean_file(transform_param, pb2):
-    """The transform, its mean file resolved now against the working directory, as Caffe resolves it."""
-    copy = pb2.TransformationParameter()
-    copy.CopyFrom(transform_param)
-    if copy.mean_file:
-        copy.mean_file = str(Path(copy.mean_file).absolute())
-    return copy
 
 
 def _hdf5_tasks(index, layer, source, count, label_of, workers, workdir, pb2, phase_name) -> list[Task]:

@@ -80,8 +80,9 @@ def scan(
     phase_name = _phase_name(phase)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, not {limit}")
-    # The Caffe child imports pycaffe (about a second) while this process reads and checks the datasets.
-    with IsolatedWorker(warm_up=(import_caffe,)) as worker:
+    # The Caffe child imports pycaffe (about a second) while this process reads and checks the datasets;
+    # not when workers may scan instead: leaving it would wait for an import that nothing uses.
+    with IsolatedWorker(warm_up=(import_caffe,) if workers is None else ()) as worker:
         return _scan(worker, path, phase_name, limit, python_batches, on_progress, workers)
 
 

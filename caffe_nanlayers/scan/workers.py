@@ -82,7 +82,8 @@ class _Pool:
                 return
 
     def _run(self, number: int, task):
-        worker = IsolatedWorker(warm_up=(import_caffe,))
+        # A fast worker imports pycaffe only if a record needs it; Caffe's layer always does.
+        worker = IsolatedWorker(warm_up=(import_caffe,) if task.kind == "caffe" else ())
         with self.lock:
             if self.stopping.is_set():
                 worker.close()
