@@ -223,3 +223,20 @@ def test_ctrl_c_stops_every_worker(caffe, workdir):
     for child in children:
         with pytest.raises(ProcessLookupError):
             os.kill(child, 0)
+
+
+def test_progress_adds_up_every_worker_and_never_goes_back(caffe, workdir):
+    from caffe_nanlayers.scan import scan
+
+    write_lmdb(workdir / "db", planted_records(90))
+    (workdir / "net.prototxt").write_text(data_layer("db"))
+    seen = []
+
+    report = scan(
+        "net.prototxt", workers=3, on_progress=lambda done, total, unit: seen.append((done, total, unit))
+    )
+
+    assert report.records_scanned == 90
+    assert {(total, unit) for _, total, unit in seen} == {(90, "records")}
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    assert seen[-1][0] == 90
