@@ -226,6 +226,32 @@ def _hdf5_net(listing: Path) -> str:
     )
 
 
+def fast_path_alone(path: Path, count: int, transform_text: str) -> float:
+    """Seconds for one core to run the fast path over the whole LMDB, in this process (no start-up)."""
+    from google.protobuf import text_format
+
+    from caffe_nanlayers.scan import fast_path
+
+    pb2 = caffe_pb2()
+    transform = fast_path.Transform.of(text_format.Parse(transform_text, pb2.TransformationParameter()), pb2)
+    spec = fast_path.RangeSpec(
+        view=str(path),
+        backend="LMDB",
+        start_key=b"",
+        count=count,
+        batch_size=BATCH,
+        first_channels=SHAPE[0],
+        transform=transform,
+        tops=(("data", None), ("label", None)),
+    )
+    start = time.perf_counter()
+    result = fast_path.scan_range(lambda message: None, spec)
+    elapsed = time.perf_counter() - start
+    if result != {"records": count, "handover": None}:
+        raise AssertionError(f"the fast path stopped: {result}")
+    return elapsed
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
@@ -277,6 +303,20 @@ def run(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
         row("raw", "disk read, cold (data.mdb, 1 MB reads)", cold, raw_count, ceiling)
         row("raw", "disk read, warm (page cache)", warm, raw_count, ceiling)
         row("raw", "ceiling: lmdb + Datum parse + numpy, 1 core", raw_count / ceiling, raw_count, ceiling)
+        proven = fast_path_alone(tmp / "raw", raw_count, IMAGENET_TRANSFORM.replace(" mirror: true", ""))
+        figures["raw_fast_path_1_core"] = row(
+            "raw", "fast path alone, header only, 1 core", proven, raw_count, ceiling
+        )
+        write_nan_mean(tmp / "nan_mean.binaryproto")
+        nan_mean = f"mean_file: '{tmp / 'nan_mean.binaryproto'}' crop_size: 224"
+        measured = fast_path_alone(tmp / "raw", raw_count, nan_mean)
+        figures["raw_transformed_1_core"] = row(
+            "raw",
+            "fast path alone, every record transformed (NaN mean), 1 core",
+            measured,
+            raw_count,
+            ceiling,
+        )
         for n in workers:
             streaming, total = timed_scan(tmp / "raw.prototxt", n, raw_count)
             figures[f"raw_workers_{n}"] = row(
@@ -287,10 +327,7 @@ def run(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
         figures["raw_cold"] = row(
             "raw", f"scan --workers {workers[-1]}, cold", total, raw_count, ceiling, workers[-1], streaming
         )
-        write_nan_mean(tmp / "nan_mean.binaryproto")
-        (tmp / "raw_nan_mean.prototxt").write_text(
-            _data_net(tmp / "raw", f"mean_file: '{tmp / 'nan_mean.binaryproto'}' crop_size: 224")
-        )
+        (tmp / "raw_nan_mean.prototxt").write_text(_data_net(tmp / "raw", nan_mean))
         for n in workers:
             streaming, total = timed_scan(tmp / "raw_nan_mean.prototxt", n, raw_count, every_record_bad=True)
             figures[f"raw_transformed_workers_{n}"] = row(
