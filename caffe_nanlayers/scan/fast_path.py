@@ -234,7 +234,8 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             pixels = np.frombuffer(value, np.uint8, count=size, offset=header.data_offset)
             floats = None
         else:
-            datum = datum or _caffe().proto.caffe_pb2.Datum()
+            if datum is None:
+                datum = _caffe().proto.caffe_pb2.Datum()
             try:
                 datum.ParseFromString(value)
             except Exception as exc:  # protobuf's DecodeError differs between its implementations
