@@ -36,6 +36,10 @@ class Task:
     count: int
     kind: str  # "fast": fast_path.scan_range(spec); "caffe": runner.run_scan_net(net text, phase, forwards)
     args: tuple
+    label: str = ""  # the source, as error messages name it
+
+    def describe(self) -> str:
+        return f"{self.label}: records {self.start} to {self.start + self.count - 1}"
 
 
 def batch_ranges(total: int, batch_size: int, parts: int, min_records: int) -> list[tuple[int, int]]:
@@ -126,7 +130,7 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
             transform=transform,
             tops=tops,
         )
-        tasks.append(Task(index, start, length, "fast", (spec,)))
+        tasks.append(Task(index, start, length, "fast", (spec,), source.label))
     return tasks
 
 
@@ -170,5 +174,5 @@ def _hdf5_tasks(index, layer, source, count, label_of, workers, workdir, pb2, ph
         }
         net_text = net_to_text(build_scan_net([copy], config, pb2))
         forwards = math.ceil(length / source.batch_size)
-        tasks.append(Task(index, start, length, "caffe", (net_text, phase_name, forwards)))
+        tasks.append(Task(index, start, length, "caffe", (net_text, phase_name, forwards), source.label))
     return tasks

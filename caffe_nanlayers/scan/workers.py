@@ -105,9 +105,9 @@ class _Pool:
 
         try:
             with worker:
-                if task.kind == "fast":
-                    return worker.run(fast_path.scan_range, *task.args, on_message=receive)
-                return worker.run(runner.run_scan_net, *task.args, on_message=receive)
+                # A worker that dies (a Caffe CHECK, the kernel's OOM killer) is named with its range.
+                function = fast_path.scan_range if task.kind == "fast" else runner.run_scan_net
+                return worker.run(function, *task.args, on_message=receive, context=task.describe())
         finally:
             with self.lock:
                 self.live.discard(worker)
