@@ -239,3 +239,31 @@ def test_progress_adds_up_every_worker_and_never_goes_back(caffe, workdir):
     assert {(total, unit) for _, total, unit in seen} == {(90, "records")}
     assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
     assert seen[-1][0] == 90
+
+
+def test_a_worker_that_dies_is_named_with_its_range(caffe, workdir):
+    from caffe_nanlayers.isolate import CaffeStopped
+    from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, parse_text
+    from caffe_nanlayers.scan import workers
+    from caffe_nanlayers.scan.scan_net import build_scan_net
+
+    pb2 = caffe_pb2()
+    (workdir / "list.txt").write_text("gone.h5\n")  # listed, not there: Caffe's CHECK ends the worker
+    layer = parse_text(
+        'name: "h5" type: "HDF5Data" top: "data" hdf5_data_param { source: "list.txt" batch_size: 2 }',
+        pb2.LayerParameter(),
+        "layer",
+    )
+    config = {
+        "sources": [{"batch_size": 2, "records": 4}],
+        "bottoms": [{"source": 0, "top": "data", "label": None}],
+    }
+    net_text = net_to_text(build_scan_net([layer], config, pb2))
+    task = partition.Task(0, 10, 4, "caffe", (net_text, "TEST", 2), "HDF5Data source 'list.txt' (layer 'h5')")
+
+    with pytest.raises(CaffeStopped) as stopped:
+        workers.run_tasks([task], 1)
+
+    assert str(stopped.value).startswith(
+        "HDF5Data source 'list.txt' (layer 'h5'): records 10 to 13: Caffe stopped"
+    )
