@@ -263,3 +263,26 @@ def test_label_is_bad_agrees_with_the_scan_layers_rows(caffe):
             rows = np.array([[label]], dtype=np.float32)
             expected = len(bad_label_rows(rows, config["num_classes"], config["ignore_label"])) > 0
             assert fast_path.label_is_bad(label, config) == expected, (label, config)
+
+
+def test_every_data_layer_of_the_real_corpus_is_one_the_fast_path_reads(caffe, shared_dir):
+    from google.protobuf import text_format
+
+    from caffe_nanlayers.scan.scan_net import deterministic_copy
+
+    pb2 = caffe_pb2()
+    layers = []
+    for path in sorted((shared_dir / "corpus").rglob("*.prototxt")):
+        text = path.read_text(errors="replace")
+        if '"Data"' not in text:
+            continue  # parsing the deploy nets of 100 layers only to find none is most of the time
+        net = pb2.NetParameter()
+        try:
+            text_format.Merge(text, net)
+        except text_format.ParseError:
+            continue  # solvers, V1 nets, files of other forks: the linter's corpus test reads those
+        layers.extend((path.name, layer) for layer in net.layer if layer.type == "Data")
+    assert len(layers) >= 20  # BVLC's ImageNet, CIFAR, MNIST nets and the model collections'
+    for name, layer in layers:
+        copy, _ = deterministic_copy(layer, pb2, pb2.TRAIN)  # what the scan hands the fast path
+        assert fast_path.unsupported(copy) is None, (name, layer.name)
