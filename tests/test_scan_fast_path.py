@@ -81,7 +81,7 @@ def fast_output(source, transform: str):
             datum.ParseFromString(value)
             shape = (datum.channels, datum.height, datum.width)
             if datum.data:
-                values = np.frombuffer(datum.data, np.uint8).reshape(shape).astype(np.float32)
+                values = np.frombuffer(datum.data, np.uint8).reshape(shape)  # as the workers pass them
                 proofs.append(apply.uint8_always_finite(shape))
             else:
                 values = np.array(datum.float_data, np.float32).reshape(shape)

@@ -93,15 +93,20 @@ class Transform:
         return slice(top, top + self.crop_size), slice(left, left + self.crop_size)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """``values`` (C, H, W) float32, uncropped, to what the net sees: crop, less the mean, times scale."""
+        """A record (C, H, W, uint8 or float32, uncropped) as the net sees it: cropped, less the mean, scaled.
+
+        Only the crop is converted to float32, and the arithmetic is done in place: the same float32
+        operations in the same order as Caffe's, so the same values, with one copy of the crop.
+        """
         rows, cols = self.window(values.shape[1], values.shape[2])
-        cropped = values[:, rows, cols]
+        seen = values[:, rows, cols].astype(np.float32)
         if self.mean is not None:
-            return (cropped - self.mean[:, rows, cols]) * self.scale
-        if self.mean_values:
+            np.subtract(seen, self.mean[:, rows, cols], out=seen)
+        elif self.mean_values:
             means = np.array(self._means_for(values.shape[0]), dtype=np.float32).reshape(-1, 1, 1)
-            return (cropped - means) * self.scale
-        return cropped * self.scale
+            np.subtract(seen, means, out=seen)
+        np.multiply(seen, self.scale, out=seen)
+        return seen
 
     def _means_for(self, channels: int) -> tuple:
         return self.mean_values * channels if len(self.mean_values) == 1 else self.mean_values
@@ -262,8 +267,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             if finite is None:
                 finite = proven_finite[shape] = transform.uint8_always_finite(shape)
             if not finite or data_label is not None:
-                values = pixels.reshape(shape).astype(np.float32)
-                _check(transform, values, data_label, record, data_top, add)
+                _check(transform, pixels.reshape(shape), data_label, record, data_top, add)
         else:
             values = np.array(floats, dtype=np.float32).reshape(shape)
             _check(transform, values, data_label, record, data_top, add)
