@@ -37,6 +37,7 @@ BENCHES = {
     "scan": "bench_scan",
     "lint": "bench_lint",
     "doctor": "bench_doctor",
+    "scan_scale": "bench_scan_scale",
 }
 
 
