@@ -95,7 +95,14 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
         except OSError as exc:
             raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
         with handle:
-            files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+            try:
+                files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+            except UserError:
+                raise
+            except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
+                raise UserError(
+                    f"{where}: {name!r} is damaged ({_h5_reason(exc)}); Caffe cannot read it"
+                ) from None
     return files
 
 
