@@ -7,6 +7,7 @@ truncated LMDB) fails the test instead of taking pytest down with it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from conftest import REPO
 from scan_datasets import float_datum, float_records, key, snapshot, write_lmdb
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.scan import databases, guarded_reads
+from caffe_nanlayers.scan import databases, guarded_reads, leveldb_manifest
 
 pytestmark = pytest.mark.caffe
 
@@ -210,3 +211,50 @@ def test_an_unreadable_file_no_check_foresaw_is_still_one_line(caffe, tmp_path):
         (tmp_path / "private").chmod(0o755)
 
     assert_one_line_exit_2(result, "private/a.h5", "Permission denied")
+
+
+def _leveldb_half_in_a_table(path):
+    """6 records compacted into a table, 6 more in the log: LevelDB's own two places for records."""
+    import plyvel
+
+    db = plyvel.DB(str(path), create_if_missing=True)
+    records = [float_datum(r) for r in float_records(12)]
+    for index in range(6):
+        db.put(key(index), records[index])
+    db.compact_range()
+    for index in range(6, 12):
+        db.put(key(index), records[index])
+    db.close()
+    return path
+
+
+def test_a_leveldb_whose_manifest_forgot_a_table_is_never_written_over(caffe, tmp_path):
+    # Cut short, the MANIFEST forgets the table and the next file number: LevelDB, replaying its
+    # log on open, writes a new table under the forgotten one's number. Through a link to the
+    # user's file, that destroyed their table; the view links only what the MANIFEST lists.
+    db = _leveldb_half_in_a_table(tmp_path / "db")
+    (manifest,) = db.glob("MANIFEST-*")
+    (table,) = db.glob("*.ldb")
+    manifest.write_bytes(manifest.read_bytes()[:80])
+    before = snapshot(db)
+    (tmp_path / "net.prototxt").write_text(LEVELDB_NET)
+
+    result = caffe_nan("scan", "net.prototxt", "--json", "-q", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert snapshot(db) == before
+    notes = json.loads(result.stdout)["notes"]
+    assert f"LevelDB source 'db' (layer 'data'): its MANIFEST does not list {table.name}; LevelDB" in notes[0]
+
+
+def test_manifest_reading_lists_the_live_table_and_the_log_to_replay(tmp_path):
+    db = _leveldb_half_in_a_table(tmp_path / "db")
+    (table,) = db.glob("*.ldb")
+    (log,) = db.glob("*.log")
+    manifest = leveldb_manifest.read_manifest(db)
+    assert manifest.tables == {int(table.stem)} and manifest.log_number == int(log.stem)
+    assert manifest.next_file > max(manifest.tables)
+    kept, left_out = leveldb_manifest.view_names(db)
+    assert sorted(kept) == sorted([table.name, log.name, "CURRENT", manifest.name]) and left_out == []
+    (db / "000099.ldb").write_bytes(b"")  # a table no MANIFEST lists: never linked, said
+    assert leveldb_manifest.view_names(db)[1] == ["000099.ldb"]

@@ -7,7 +7,9 @@ and this module open a *view*: a private temporary directory whose entries
 are symbolic links to the database's files. Both libraries only ever read
 existing data files (LMDB opens ``data.mdb`` read-only; LevelDB's tables and
 logs are immutable and recovery writes new files), so whatever they create,
-rename or delete happens to the view, never to the dataset.
+rename or delete happens to the view, never to the dataset. That holds
+while LevelDB writes no file the view links to, which a damaged MANIFEST
+can break: the view links only what the MANIFEST lists (``leveldb_manifest``).
 
 Keys come from the ``lmdb`` and ``plyvel`` packages (Caffe cannot list
 them); they are needed only to count LevelDB records and to name bad
@@ -22,11 +24,10 @@ import struct
 from pathlib import Path
 
 from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.scan import leveldb_manifest
 
 LMDB_DATA_FILE = "data.mdb"
 LEVELDB_MARKER = "CURRENT"
-# Files LevelDB writes on open: the view gets its own.
-LEVELDB_WRITTEN_ON_OPEN = {"LOCK", "LOG", "LOG.old"}
 
 
 def _need(module: str, package: str, what: str):
@@ -120,16 +121,28 @@ def lmdb_truncation(head: bytes, file_size: int) -> str | None:
 
 
 def make_view(database: Path, view: Path, backend: str) -> Path:
-    """A directory of symbolic links to ``database``'s files, for Caffe to open and lock."""
-    view.mkdir(parents=True)
+    """A directory of symbolic links to ``database``'s files, for Caffe to open and lock.
+
+    Only the files the library reads are linked: LevelDB's MANIFEST says which (a file LevelDB
+    would write, e.g. a table its damaged MANIFEST forgot, must not be a link to the user's file).
+    Raises ``ValueError`` when no view is safe.
+    """
     database = database.resolve()
-    if backend == "LMDB":
-        names = [LMDB_DATA_FILE]
-    else:
-        names = [p.name for p in database.iterdir() if p.is_file() and p.name not in LEVELDB_WRITTEN_ON_OPEN]
+    names = [LMDB_DATA_FILE] if backend == "LMDB" else leveldb_manifest.view_names(database)[0]
+    view.mkdir(parents=True)
     for name in names:
         os.symlink(database / name, view / name)
     return view
+
+
+def left_out_of_view(database: Path, backend: str) -> list[str]:
+    """The files of a LevelDB that LevelDB itself will not read: the records they hold are not scanned."""
+    if backend == "LMDB":
+        return []
+    try:
+        return leveldb_manifest.view_names(database.resolve())[1]
+    except ValueError:
+        return []
 
 
 def count_records(view: Path, backend: str, label: str) -> int:
@@ -152,7 +165,7 @@ def _open_lmdb(lmdb, view: Path, label: str):
         return lmdb.open(str(view), readonly=True, lock=False, subdir=True, max_readers=1)
     except lmdb.Error as exc:
         # py-lmdb prefixes the path it opened: the private view, which means nothing to the user.
-        why = str(exc).removeprefix(f"{view}: ")
+        why = library_words(exc, view)
         raise UserError(f"{label}: cannot open the LMDB: {why}") from None
 
 
@@ -178,13 +191,31 @@ def iter_items(view: Path, backend: str, label: str, values: bool = True, on_rec
             raise
         kind = "LMDB" if backend == "LMDB" else "LevelDB"
         after = "its first record" if last_key is None else f"the record after key {format_key(last_key)}"
-        said = exc.args[0] if exc.args else ""
-        said = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)  # plyvel's are bytes
-        why = " ".join(said.removeprefix(f"{view}: ").split())
+        why = library_words(exc, view)
         raise UserError(
             f"{label}: the {kind} is corrupt: record {position} cannot be read ({after}): "
             f"{type(exc).__name__}: {why}"
         ) from None
+
+
+def library_words(exc: Exception, view: Path) -> str:
+    """What lmdb or plyvel said, in one line, about the user's database rather than the private view.
+
+    The libraries name the path they opened (the view, a temporary directory that means nothing
+    to the user); plyvel's messages are bytes.
+    """
+    said = exc.args[0] if exc.args else ""
+    said = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+    said = said.removeprefix(f"{view}: ")
+    return " ".join(said.replace(f"{view}/", f"{_database_of(view)}/").split())
+
+
+def _database_of(view: Path) -> Path:
+    """The database a view links to (the view itself if it links to nothing)."""
+    for entry in view.iterdir():
+        if entry.is_symlink():
+            return Path(os.readlink(entry)).parent
+    return view
 
 
 def _is_library_error(exc: Exception, backend: str) -> bool:
@@ -207,7 +238,7 @@ def _raw_items(view: Path, backend: str, label: str, values: bool):
     try:
         db = plyvel.DB(str(view), create_if_missing=False)
     except plyvel.Error as exc:
-        raise UserError(f"{label}: cannot open the LevelDB: {exc}") from None
+        raise UserError(f"{label}: cannot open the LevelDB: {library_words(exc, view)}") from None
     try:
         if values:
             yield from db.iterator()

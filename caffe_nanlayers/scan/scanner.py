@@ -104,6 +104,7 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress) -> ScanR
             source.point_caffe_at_view(copy)
             copies.append(copy)
             notes.extend(changed)
+            notes.extend(source.notes)
             if source.kind == "Python":
                 notes.append(
                     f"layer {layer.name!r} is a Python data layer: its size is unknown, so it is scanned "

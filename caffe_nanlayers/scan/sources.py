@@ -32,6 +32,7 @@ class Source:
     hdf5_files: list = dataclasses.field(default_factory=list)
     image_lines: list = dataclasses.field(default_factory=list)
     tops: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)  # what the user should know about this source
 
     @property
     def label(self) -> str:
@@ -146,7 +147,12 @@ def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
         raise UserError(f"layer {layer.name!r}: data_param.batch_size must be set (> 0)")
     database = Path(param.source)
     databases.check_database_dir(database, backend, label)
-    view = databases.make_view(database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend)
+    try:
+        view = databases.make_view(
+            database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend
+        )
+    except ValueError as exc:
+        raise UserError(f"{label}: {exc}") from None
     return backend, kind, label, view
 
 
@@ -158,7 +164,14 @@ def _database(layer, workdir: Path, limit: int | None) -> Source:
     records = guarded_reads.survey_database(view, backend, label, checked)
     if records == 0:
         raise UserError(_empty(label))
-    return Source(layer.name, kind, param.source, records, param.batch_size, view=view)
+    notes = []
+    left_out = databases.left_out_of_view(Path(param.source), backend)
+    if left_out:
+        notes.append(
+            f"{label}: its MANIFEST does not list {', '.join(left_out)}; LevelDB (and Caffe) "
+            "do not read them, so their records, if any, are not scanned"
+        )
+    return Source(layer.name, kind, param.source, records, param.batch_size, view=view, notes=notes)
 
 
 def _empty(label: str) -> str:
