@@ -122,3 +122,31 @@ def test_instrument_writes_through_a_link_and_into_a_device(tmp_path, null_devic
     assert (tmp_path / "link.prototxt").is_symlink()
     assert "r/check_finite" in (tmp_path / "real.prototxt").read_text()
     assert stat.S_ISCHR(os.stat(null_device).st_mode)
+
+
+def test_doctor_plots_through_a_link_and_into_a_device(tmp_path, null_device):
+    pytest.importorskip("matplotlib")
+    lines = []
+    for iteration, loss in ((0, "2.3"), (10, "1.9"), (20, "nan")):
+        stamp = f"I1130 10:00:{iteration:02d}.000000  1234"
+        lines += [
+            f"{stamp} solver.cpp:228] Iteration {iteration}, loss = {loss}",
+            f"{stamp} solver.cpp:244]     Train net output #0: loss = {loss} (* 1 = {loss} loss)",
+            f"{stamp} sgd_solver.cpp:106] Iteration {iteration}, lr = 0.01",
+        ]
+    (tmp_path / "train.log").write_text("\n".join(lines) + "\n")
+    (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+
+    for plot in ("link.png", str(null_device)):
+        result = subprocess.run(
+            [sys.executable, "-m", "caffe_nanlayers.cli", "doctor", "train.log", "--plot", plot],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 1, result.stderr  # a NaN found
+
+    assert (tmp_path / "link.png").is_symlink()
+    assert (tmp_path / "real.png").read_bytes().startswith(b"\x89PNG")
+    assert stat.S_ISCHR(os.stat(null_device).st_mode)
