@@ -67,11 +67,16 @@ def _guarded(function, label: str, unit: str, *args):
         os.close(fd)
         try:
             return run_isolated(function, mark_path, *args)
-        except CaffeStopped as exc:
-            if exc.exitcode is None or exc.exitcode >= 0:
-                raise
+        except CaffeStopped as exc:  # the reader died: no Caffe was involved, whatever the class says
             mark = _read_mark(mark_path)
-            how = signal_name(exc.exitcode)
+            code = exc.exitcode
+            how = (
+                "exit code unknown"
+                if code is None
+                else signal_name(code)
+                if code < 0
+                else f"exit code {code}"
+            )
             raise UserError(
                 f"{label}: the reader crashed ({how}) {_where(mark, unit)}: the file is corrupt"
             ) from None
@@ -123,6 +128,15 @@ def _survey_in_child(report, mark_path, view, backend, label, limit):
     return databases.check_records(view, backend, label, limit, datum_class(), _Mark(mark_path).passed)
 
 
+def is_empty(view: Path, backend: str, label: str) -> bool:
+    """``databases.is_empty``, for ``locate``'s check of the datasets it is about to train on."""
+    return _guarded(_is_empty_in_child, label, "record", view, backend, label)
+
+
+def _is_empty_in_child(report, mark_path, view, backend, label):
+    return databases.is_empty(view, backend, label)
+
+
 def keys_at(view: Path, backend: str, label: str, positions) -> dict[int, bytes]:
     return _guarded(_keys_in_child, label, "record", view, backend, label, sorted(set(positions)))
 
@@ -151,6 +165,15 @@ def inspect_hdf5(source: str, tops: list[str], label: str) -> list[hdf5_lists.Hd
 
 def _inspect_in_child(report, mark_path, source, tops, label):
     return hdf5_lists.inspect_files(source, tops, label, on_file=_Mark(mark_path).passed)
+
+
+def check_hdf5(source: str, tops: list[str], label: str) -> None:
+    """``hdf5_lists.check_files`` in a child, for ``locate``'s check before training."""
+    _guarded(_check_in_child, label, "file", source, tops, label)
+
+
+def _check_in_child(report, mark_path, source, tops, label):
+    hdf5_lists.check_files(source, tops, label, on_file=_Mark(mark_path).passed)
 
 
 def first_unreadable_hdf5(files: list, tops: list[str], label: str) -> str | None:

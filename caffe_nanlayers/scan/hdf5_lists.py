@@ -66,7 +66,7 @@ def _require_file(source: str, line: int, name: str) -> Path:
     return path
 
 
-def check_files(source: str, tops: list[str], label: str) -> None:
+def check_files(source: str, tops: list[str], label: str, on_file=None) -> None:
     """``inspect_files`` where h5py is installed; else only that every listed file is there."""
     try:
         import h5py  # noqa: F401 (only whether it is there)
@@ -74,7 +74,7 @@ def check_files(source: str, tops: list[str], label: str) -> None:
         for line, name in read_list(source, label):
             _require_file(source, line, name)
         return
-    inspect_files(source, tops, label)
+    inspect_files(source, tops, label, on_file)
 
 
 def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> list[Hdf5File]:

@@ -122,7 +122,7 @@ def check_for_training(layers, workdir: Path) -> None:
             continue
         if layer.type == "Data":
             backend, _, label, view = _database_view(layer, workdir)
-            if databases.is_empty(view, backend, label):
+            if guarded_reads.is_empty(view, backend, label):
                 raise UserError(_empty(label))
             layer.data_param.source = str(view)
         elif layer.type == "HDF5Data":
@@ -130,7 +130,7 @@ def check_for_training(layers, workdir: Path) -> None:
             if not param.source:
                 raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
             label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
-            hdf5_lists.check_files(param.source, list(layer.top), label)
+            guarded_reads.check_hdf5(param.source, list(layer.top), label)
         elif layer.type == "ImageData":
             _image_list(layer)
 
