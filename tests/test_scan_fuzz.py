@@ -62,7 +62,8 @@ def problems_of(result: dict) -> list[str]:
             problems.append("an error that is not one line")
         if "source 'data'" not in err and "list.txt" not in err:
             problems.append("an error that does not name the dataset")
-        if "Caffe stopped" in err and result["kind"] != "HDF5" and "record " not in err:
+        named = ".h5" if result["kind"] == "HDF5" else "record "
+        if "Caffe stopped" in err and named not in err:
             problems.append("Caffe stopped on a record that no reader named")
     elif code in (0, 1):
         report = json.loads(out)

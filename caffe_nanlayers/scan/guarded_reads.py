@@ -68,20 +68,18 @@ def _guarded(function, label: str, unit: str, *args):
         try:
             return run_isolated(function, mark_path, *args)
         except CaffeStopped as exc:  # the reader died: no Caffe was involved, whatever the class says
-            mark = _read_mark(mark_path)
-            code = exc.exitcode
-            how = (
-                "exit code unknown"
-                if code is None
-                else signal_name(code)
-                if code < 0
-                else f"exit code {code}"
-            )
+            where = _where(_read_mark(mark_path), unit)
             raise UserError(
-                f"{label}: the reader crashed ({how}) {_where(mark, unit)}: the file is corrupt"
+                f"{label}: the reader crashed ({_how(exc.exitcode)}) {where}: the file is corrupt"
             ) from None
     finally:
         os.unlink(mark_path)
+
+
+def _how(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit code unknown"
+    return signal_name(exitcode) if exitcode < 0 else f"exit code {exitcode}"
 
 
 def _where(mark: tuple[int, bytes] | None, unit: str) -> str:
