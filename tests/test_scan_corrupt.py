@@ -258,3 +258,28 @@ def test_manifest_reading_lists_the_live_table_and_the_log_to_replay(tmp_path):
     assert sorted(kept) == sorted([table.name, log.name, "CURRENT", manifest.name]) and left_out == []
     (db / "000099.ldb").write_bytes(b"")  # a table no MANIFEST lists: never linked, said
     assert leveldb_manifest.view_names(db)[1] == ["000099.ldb"]
+
+
+def test_hdf5_data_caffe_cannot_read_is_named_by_file_and_rows(caffe, tmp_path):
+    # The header is whole, a compressed chunk of the data is not: h5py opens the file, the rows
+    # are counted, and Caffe's read of the dataset fails a CHECK.
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        rows = np.random.default_rng(0).uniform(size=(3000, 8)).astype(np.float32)
+        f.create_dataset("data", data=rows, chunks=(100, 8), compression="gzip")
+        f["label"] = np.zeros(3000, np.float32)
+    data = bytearray((tmp_path / "a.h5").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 400] = bytes(b ^ 0x5A for b in data[middle : middle + 400])
+    (tmp_path / "a.h5").write_bytes(bytes(data))
+    (tmp_path / "list.txt").write_text("a.h5\n")
+    (tmp_path / "net.prototxt").write_text(HDF5_NET.replace("batch_size: 2", "batch_size: 100"))
+
+    result = caffe_nan("scan", "net.prototxt", cwd=tmp_path)
+
+    assert_one_line_exit_2(
+        result,
+        "Caffe stopped: Check failed",
+        "Failed to read float dataset data",
+        "HDF5 source 'list.txt' (layer 'h5'): a.h5: rows ",
+        "of 'data' cannot be read (",
+    )

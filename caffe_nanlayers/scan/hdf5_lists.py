@@ -17,6 +17,8 @@ from pathlib import Path
 
 from caffe_nanlayers.errors import UserError, reading
 
+ROWS_READ_AT_ONCE = 1024
+
 
 @dataclasses.dataclass(frozen=True)
 class Hdf5File:
@@ -173,12 +175,17 @@ def first_unreadable(files: list[Hdf5File], tops: list[str], on_file=None) -> st
     for index, entry in enumerate(files):
         if on_file is not None:
             on_file(index, entry.name.encode())
+        rows = "its datasets"
         try:
             with h5py.File(entry.name, "r") as handle:
                 for top in tops:
-                    handle[top][()]
+                    dataset = handle[top]
+                    for start in range(0, dataset.shape[0], ROWS_READ_AT_ONCE):  # memory stays bounded
+                        end = min(start + ROWS_READ_AT_ONCE, dataset.shape[0])
+                        rows = f"rows {start}-{end - 1} of {top!r}"
+                        dataset[start:end]
         except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... for a damaged file
-            return f"{entry.name}: cannot be read whole ({_h5_reason(exc)})"
+            return f"{entry.name}: {rows} cannot be read ({_h5_reason(exc)})"
     return None
 
 
