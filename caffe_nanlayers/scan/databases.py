@@ -105,8 +105,10 @@ def lmdb_truncation(head: bytes, file_size: int) -> str | None:
                 return None
         if len(head) < offset + _LMDB_META.size:
             break
-        magic, _version, page_size, last_page, txnid = _LMDB_META.unpack_from(head, offset)
-        if magic == _LMDB_MAGIC:
+        magic, version, page_size, last_page, txnid = _LMDB_META.unpack_from(head, offset)
+        # A meta that does not look like one written here (another word size, a damaged page) is
+        # LMDB's to judge: no truncation is claimed from it.
+        if magic == _LMDB_MAGIC and version == 1 and page_size in _LMDB_PAGE_SIZES:
             metas.append((txnid, last_page, page_size))
     if not metas:
         return None
