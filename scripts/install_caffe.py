@@ -721,7 +721,13 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-dir",
         default=os.environ.get("CAFFE_NANLAYERS_CACHE", str(Path.home() / ".cache" / "caffe-nanlayers")),
     )
+    parser.add_argument(
+        "--print-python-deps", action="store_true", help="print what `import caffe` needs from PyPI, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.print_python_deps:
+        print(" ".join(CAFFE_PYTHON_DEPS))
+        return 0
     cache_root = Path(args.cache_dir)
     progress = Progress(cache_root / "logs")
     t0 = time.monotonic()
