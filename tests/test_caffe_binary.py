@@ -174,3 +174,46 @@ def test_documented_caffe_train_examples_run_verbatim(command, caffe_bin):
     assert "Solving " in log, log[-3000:]
     if "_bad" not in command:
         assert run.returncode == 0, log[-3000:]
+
+
+def run_tool(caffe_bin, tool, *args, cwd):
+    return subprocess.run(
+        [str(caffe_bin.parent / tool), *map(str, args)],
+        cwd=cwd,
+        env=minimal_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_convert_imageset_and_compute_image_mean(caffe_bin, tmp_path):
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        write_ppm(tmp_path / "images" / f"img{i}.ppm", 4, 4, seed=i)
+    (tmp_path / "list.txt").write_text("".join(f"img{i}.ppm {i}\n" for i in range(3)))
+    converted = run_tool(caffe_bin, "convert_imageset", "images/", "list.txt", "train_lmdb", cwd=tmp_path)
+    assert converted.returncode == 0, converted.stderr
+    assert "Processed 3 files." in converted.stderr
+    mean = run_tool(caffe_bin, "compute_image_mean", "train_lmdb", "mean.binaryproto", cwd=tmp_path)
+    assert mean.returncode == 0, mean.stderr
+    assert (tmp_path / "mean.binaryproto").stat().st_size > 4 * 4 * 3
+
+
+def test_upgrade_tools_rewrite_old_prototxt(caffe_bin, tmp_path):
+    # A V1 net (layers {}, enum types) and a solver with the old solver_type field.
+    (tmp_path / "old_net.prototxt").write_text(
+        'name: "old"\nlayers { name: "fc" type: INNER_PRODUCT bottom: "x" top: "y"\n'
+        '  inner_product_param { num_output: 1 } }\ninput: "x"\ninput_dim: 1 input_dim: 3\n'
+    )
+    (tmp_path / "old_solver.prototxt").write_text(
+        'net: "old_net.prototxt"\nbase_lr: 0.1\nsolver_type: ADAM\n'
+    )
+    net = run_tool(caffe_bin, "upgrade_net_proto_text", "old_net.prototxt", "new_net.prototxt", cwd=tmp_path)
+    assert net.returncode == 0, net.stderr
+    assert 'type: "InnerProduct"' in (tmp_path / "new_net.prototxt").read_text()
+    solver = run_tool(
+        caffe_bin, "upgrade_solver_proto_text", "old_solver.prototxt", "new_solver.prototxt", cwd=tmp_path
+    )
+    assert solver.returncode == 0, solver.stderr
+    assert 'type: "Adam"' in (tmp_path / "new_solver.prototxt").read_text()
