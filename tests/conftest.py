@@ -61,6 +61,19 @@ def make_solver(caffe, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def caffe_bin(caffe):
+    """The ``caffe`` binary installed next to this venv's python (see tests/caffe_binary.py)."""
+    from caffe_binary import CAFFE_BIN
+
+    if not CAFFE_BIN.exists():
+        message = f"no caffe binary at {CAFFE_BIN}: run scripts/dev setup"
+        if IN_CI:
+            pytest.fail(f"CI needs the caffe binary: {message}")
+        pytest.skip(message)
+    return CAFFE_BIN
+
+
+@pytest.fixture(scope="session")
 def shared_dir():
     """../shared beside the checkout: present in CI, absent on a user's machine."""
     if not SHARED.is_dir():

@@ -1,8 +1,9 @@
 """caffe-nan doctor on logs that real Caffe wrote while these tests made it fail.
 
-Each scenario is a real training run (pycaffe's solver.step in a child
-process, glog to stderr, the same lines ``caffe train`` prints). The runs
-start together once per session; each test reads one log.
+Each scenario is a real training run by the ``caffe`` binary (``caffe train
+-solver``, its terminal text kept), except the poly one, which only a
+pycaffe loop trains (``caffe train`` stops at once without max_iter). The
+runs start together once per session; each test reads one log.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from caffe_binary import start_caffe_train
 from conftest import EXAMPLES
+from pycaffe_log import start_pycaffe_steps
 
-from caffe_nanlayers.diagnose import train_log
 from caffe_nanlayers.diagnose.caffe_log import parse_log
 from caffe_nanlayers.diagnose.doctor import diagnose
 from caffe_nanlayers.diagnose.doctor_cli import main as doctor_main
@@ -56,7 +58,10 @@ layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
 layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "target" top: "loss" }
 """
 
-SOLVER = 'base_lr: {lr}\nlr_policy: "fixed"\nmax_iter: 100\ndisplay: 1\nrandom_seed: 1\n{extra}'
+SOLVER = (
+    'base_lr: {lr}\nlr_policy: "fixed"\nmax_iter: {max_iter}\ndisplay: 1\nrandom_seed: 1\n'
+    "snapshot_after_train: false\n{extra}"
+)
 
 
 def _planted_hdf5(directory):
@@ -71,45 +76,40 @@ def _planted_hdf5(directory):
     return directory / "train.txt"
 
 
-def _write_solver(directory, name, net_text, lr, extra=""):
+def _write_solver(directory, name, net_text, lr, max_iter, extra=""):
     (directory / f"{name}_net.prototxt").write_text(net_text)
     solver = directory / f"{name}_solver.prototxt"
-    solver.write_text(f'net: "{directory / (name + "_net.prototxt")}"\n' + SOLVER.format(lr=lr, extra=extra))
+    text = SOLVER.format(lr=lr, max_iter=max_iter, extra=extra)
+    solver.write_text(f'net: "{directory / (name + "_net.prototxt")}"\n' + text)
     return solver
 
 
 @pytest.fixture(scope="session")
-def logs(caffe, tmp_path_factory):
+def logs(caffe, caffe_bin, tmp_path_factory):
     """name -> path of a log captured from a real run (all runs in parallel, once per session)."""
     work = tmp_path_factory.mktemp("doctor_logs")
     source = _planted_hdf5(work)
+    explode = (DIAGNOSE / "explode_bad.prototxt").read_text()
     runs = {
-        # (solver, iterations, cwd)
-        "explode": (DIAGNOSE / "explode_bad_solver.prototxt", 12, DIAGNOSE),
-        "poly": (DIAGNOSE / "poly_bad_solver.prototxt", 3, DIAGNOSE),
-        "planted": (
-            _write_solver(work, "planted", REGRESSION_HDF5.replace("SOURCE", str(source)), 0.01),
-            9,
-            work,
+        # caffe train -solver, run from the solver's directory
+        "explode": _write_solver(work, "explode", explode, 0.05, 12, "momentum: 0.9\n"),
+        "planted": _write_solver(work, "planted", REGRESSION_HDF5.replace("SOURCE", str(source)), 0.01, 9),
+        "debug": _write_solver(work, "debug", explode, 0.05, 8, "debug_info: true\n"),
+        "two_losses": _write_solver(
+            work, "two_losses", TWO_LOSSES, 0.3, 40, "test_iter: 1\ntest_interval: 5\n"
         ),
-        "debug": (
-            _write_solver(
-                work, "debug", (DIAGNOSE / "explode_bad.prototxt").read_text(), 0.05, "debug_info: true\n"
-            ),
-            8,
-            work,
-        ),
-        "two_losses": (
-            _write_solver(work, "two_losses", TWO_LOSSES, 0.3, "test_iter: 1\ntest_interval: 5\n"),
-            40,
-            work,
-        ),
-        "nan_from_start": (_write_solver(work, "nan_from_start", NAN_FROM_START, 0), 3, work),
+        "nan_from_start": _write_solver(work, "nan_from_start", NAN_FROM_START, 0, 3),
     }
     children = {}
-    for name, (solver, iterations, cwd) in runs.items():
+    for name, solver in runs.items():
         handle = open(work / f"{name}.log", "wb")  # noqa: SIM115 (closed below, after the child ends)
-        children[name] = (train_log.start(solver, iterations, handle, cwd=cwd), handle)
+        children[name] = (start_caffe_train(solver, handle), handle)
+    handle = open(work / "poly.log", "wb")  # noqa: SIM115 (closed below, after the child ends)
+    children["poly"] = (
+        start_pycaffe_steps(DIAGNOSE / "poly_bad_solver.prototxt", 3, handle, cwd=DIAGNOSE),
+        handle,
+    )
+    runs["poly"] = DIAGNOSE / "poly_bad_solver.prototxt"
     for name, (child, handle) in children.items():
         child.wait()
         handle.close()

@@ -31,14 +31,73 @@ def sanitizer_net(make_net, param_str="", in_place=True, shapes=((2, 4),)):
     return net, net.layer_dict["sanitize"], tops
 
 
-def test_defaults_replace_like_nan_to_num_and_count(make_net):
+def test_defaults_replace_nan_by_0_and_inf_by_the_batch_range_and_count(make_net):
     net, layer, _ = sanitizer_net(make_net)
     net.blobs["x0"].data[...] = BAD
     net.forward()
     out = net.blobs["x0"].data
-    assert out.tolist() == [[1.0, 0.0, FLOAT32_MAX, -FLOAT32_MAX], [-50.0, 0.5, 0.0, 20.0]]
+    # the finite values are 1, -50, 0.5 and 20: +Inf becomes 20, -Inf -50
+    assert out.tolist() == [[1.0, 0.0, 20.0, -50.0], [-50.0, 0.5, 0.0, 20.0]]
     assert layer.batch_counts == SanitizeCounts(nan=2, posinf=1, neginf=1)
     assert layer.batch_counts.replaced == 4
+
+
+def test_a_blob_with_no_finite_value_becomes_zeros(make_net):
+    net, layer, _ = sanitizer_net(make_net)
+    net.blobs["x0"].data[...] = np.array([[np.nan, np.inf, -np.inf, np.inf]] * 2, np.float32)
+    net.forward()
+    assert not net.blobs["x0"].data.any()
+    assert layer.batch_counts == SanitizeCounts(nan=2, posinf=4, neginf=2)
+
+
+def test_one_explicit_infinity_value_keeps_the_other_default(make_net):
+    net, _, _ = sanitizer_net(make_net, "{'posinf': 7}")
+    net.blobs["x0"].data[...] = BAD
+    net.forward()
+    assert net.blobs["x0"].data[0].tolist() == [1.0, 0.0, 7.0, -50.0]
+
+
+# Data holding NaN, +Inf and -Inf, sanitized with every default, then the layers a
+# regression has right after its data.
+FINITE_NET = """
+name: "finite" force_backward: true
+layer { name: "in" type: "Input" top: "x" top: "y"
+  input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 } } }
+{sanitize}
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 }
+    bias_filler { type: "constant" value: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "loss" }
+"""
+
+
+def forward_backward_finite_net(make_net, param_str):
+    net = make_net(
+        FINITE_NET.replace("{sanitize}", python_layer("s", "InputSanitizerLayer", ["x"], ["x"], param_str))
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    x[0, 0], x[1, 2], x[3, 1] = np.nan, np.inf, -np.inf
+    net.blobs["x"].data[...] = x
+    net.blobs["y"].data[...] = rng.standard_normal((4, 2))
+    net.forward()
+    net.backward()
+    return net
+
+
+def test_with_every_default_the_next_layers_stay_finite(make_net):
+    net = forward_backward_finite_net(make_net, "{}")
+    assert math.isfinite(float(net.blobs["loss"].data))
+    assert np.isfinite(net.blobs["fc"].data).all()
+    assert np.isfinite(net.params["fc"][0].diff).all() and np.isfinite(net.params["fc"][1].diff).all()
+    assert np.isfinite(net.blobs["x"].diff).all()
+
+
+def test_explicit_values_still_win_even_float32s_extremes(make_net):
+    # float32 max times a weight above 1 (or two such terms summed) is Inf again at the next layer.
+    net = forward_backward_finite_net(make_net, f"{{'posinf': {FLOAT32_MAX!r}, 'neginf': {-FLOAT32_MAX!r}}}")
+    assert FLOAT32_MAX in net.blobs["x"].data and -FLOAT32_MAX in net.blobs["x"].data
+    assert not np.isfinite(net.blobs["loss"].data)
 
 
 def test_replacement_values_clamp_and_totals(make_net):

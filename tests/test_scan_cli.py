@@ -447,20 +447,24 @@ def test_limit_counts_the_records_of_a_python_data_layer(caffe, workdir, capsys,
     assert (code, report["records_scanned"], len(report["bad"])) == (1, 6, 1)
 
 
-def test_image_data_needs_a_caffe_built_with_it(caffe, workdir, capsys):
-    if "ImageData" in caffe.layer_type_list():
-        pytest.skip("this Caffe has ImageData (built with OpenCV): the message is for those without")
+def test_image_data_is_scanned_by_this_caffe_built_with_opencv(caffe, workdir, capsys):
+    # The set-up builds Caffe with OpenCV: an image list is scanned like any source.
+    # (Caffe without OpenCV has no ImageData; scan then says so in one line.)
+    assert {"ImageData", "WindowData"} <= set(caffe.layer_type_list())
+    (workdir / "images").mkdir()
+    for i in range(3):  # binary PPM: OpenCV reads it, no image library needed to write it
+        pixels = bytes((i * 37 + k * 11) % 256 for k in range(5 * 4 * 3))
+        (workdir / "images" / f"img{i}.ppm").write_bytes(b"P6 5 4 255\n" + pixels)
+    (workdir / "list.txt").write_text("".join(f"img{i}.ppm {i}\n" for i in range(3)))
     (workdir / "net.prototxt").write_text(
         'layer { name: "img" type: "ImageData" top: "data" top: "label"\n'
-        '  image_data_param { source: "list.txt" batch_size: 2 } }\n'
+        '  image_data_param { source: "list.txt" root_folder: "images/" batch_size: 2 } }\n'
     )
 
-    code, _, err = run_scan(capsys, "net.prototxt")
+    code, report, _ = run_scan(capsys, "net.prototxt")
 
-    assert code == 2
-    assert err.strip().endswith(
-        "layer 'img': this Caffe has no ImageData layer (Caffe builds it only with OpenCV)"
-    )
+    assert (code, report["records_scanned"], report["bad"]) == (0, 3, [])
+    assert report["sources"][0]["kind"] == "ImageData"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,12 @@ optionally clamps to a range, and counts what it did per batch and in total,
 so the bad data is contained *and* visible. The backward pass lets the
 gradient through except where a value was replaced or clamped: the output
 there does not depend on the input, so its derivative is zero.
+
+By default ±Inf become the largest and smallest finite values of the same
+blob in the same batch, not float32's extremes: an Inf stays the batch's most
+extreme value, yet the next layer sees only magnitudes it sees in clean
+batches, so an InnerProduct after it stays finite (float32 max times any
+weight above 1, or two such terms summed, overflows back to Inf at once).
 """
 
 from __future__ import annotations
@@ -17,13 +23,23 @@ import numpy as np
 
 from caffe_nanlayers.finite import all_finite
 from caffe_nanlayers.layers.base import LABEL, NanLayer, has_memory, logger
-from caffe_nanlayers.params import FLOAT32_MAX, Key, float32_finite, ordered_range
+from caffe_nanlayers.params import Key, float32_finite, ordered_range
 
 SCHEMA = {
     "label": LABEL,
     "nan": Key(float, default=0.0, check=float32_finite, doc="value that replaces NaN"),
-    "posinf": Key(float, default=FLOAT32_MAX, check=float32_finite, doc="value that replaces +Inf"),
-    "neginf": Key(float, default=-FLOAT32_MAX, check=float32_finite, doc="value that replaces -Inf"),
+    "posinf": Key(
+        float,
+        default=None,
+        check=float32_finite,
+        doc="value that replaces +Inf (default: the blob's finite max)",
+    ),
+    "neginf": Key(
+        float,
+        default=None,
+        check=float32_finite,
+        doc="value that replaces -Inf (default: the blob's finite min)",
+    ),
     "clip": Key(
         "range", default=None, check=ordered_range, doc="[lo, hi]: also clamp every value into this range"
     ),
@@ -109,9 +125,9 @@ class InputSanitizerLayer(NanLayer):
         if not finite:
             masks = (np.isnan(data), np.isposinf(data), np.isneginf(data))
             counts.nan, counts.posinf, counts.neginf = (int(np.count_nonzero(m)) for m in masks)
-            for mask, value in zip(masks, self.replacements):
-                np.copyto(data, np.float32(value), where=mask)
             changed = masks[0] | masks[1] | masks[2]
+            for mask, value in zip(masks, self._replacements_for(data, changed)):
+                np.copyto(data, np.float32(value), where=mask)
         clip = self.params["clip"]
         if clip is not None and data.size and (data.min() < clip[0] or data.max() > clip[1]):
             outside = (data < clip[0]) | (data > clip[1])
@@ -120,6 +136,16 @@ class InputSanitizerLayer(NanLayer):
             np.clip(data, clip[0], clip[1], out=data)
             changed = outside if changed is None else changed | outside
         return counts, changed
+
+    def _replacements_for(self, data, bad) -> tuple[float, float, float]:
+        """What replaces NaN, +Inf and -Inf in ``data``: the given values, else its finite range's ends."""
+        nan, posinf, neginf = self.replacements
+        if posinf is None or neginf is None:
+            finite = data[~bad]
+            hi, lo = (float(finite.max()), float(finite.min())) if finite.size else (0.0, 0.0)
+            posinf = hi if posinf is None else posinf
+            neginf = lo if neginf is None else neginf
+        return nan, posinf, neginf
 
     def backward(self, top, propagate_down, bottom):
         self.backward_passes += 1

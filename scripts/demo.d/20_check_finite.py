@@ -1,16 +1,17 @@
-"""CheckFiniteLayer: stops training at the first NaN, forward or backward, and names the layer."""
+"""CheckFiniteLayer under `caffe train`: ends the run at the first NaN, names the layer.
 
-import os
+Runs the README's example as users run it, with the `caffe` binary the
+set-up installed next to this Python, from the example's directory.
+"""
+
+import re
+import subprocess
 import sys
 from pathlib import Path
 
-from caffe_nanlayers import NonFiniteError
-from caffe_nanlayers.caffe_net import import_caffe
-
-os.chdir(
-    Path(__file__).resolve().parents[2] / "prototxt_examples" / "check_finite"
-)  # as `caffe train` is run
-caffe = import_caffe()
+EXAMPLE = Path(__file__).resolve().parents[2] / "prototxt_examples" / "check_finite"
+CAFFE = Path(sys.executable).parent / "caffe"
+MESSAGE = re.compile(r"CheckFiniteLayer '(\w+)' .*?: non-finite values in (forward|backward) pass.*")
 expected = {
     "solver.prototxt": None,
     "solver_bad.prototxt": ("check_pool1", "forward"),
@@ -18,16 +19,18 @@ expected = {
 }
 ok = True
 for solver_file, expect in expected.items():
-    solver = caffe.get_solver(solver_file)
-    try:
-        solver.step(20)
-        got = None
-        loss = float(solver.net.blobs["loss"].data)
-        print(f"{solver_file}: 20 iterations, every check clean (loss {loss:.4f})")
-    except NonFiniteError as err:
-        got = (err.layer, err.direction)
-        print(f"{solver_file}: stopped at iteration {solver.iter}:\n  {err}")
-    if got != expect:
-        print(f"  expected {expect}, got {got}")
+    print(f"$ cd prototxt_examples/check_finite && caffe train -solver {solver_file}")
+    run = subprocess.run(
+        [str(CAFFE), "train", "-solver", solver_file], cwd=EXAMPLE, capture_output=True, text=True
+    )
+    found = MESSAGE.search(run.stderr)
+    got = (found.group(1), found.group(2)) if found else None
+    if found:
+        print(f"  exit {run.returncode}, stopped by:\n  {found.group(0)}")
+    else:
+        last = [line for line in run.stderr.splitlines() if ", loss = " in line][-1:]
+        print(f"  exit {run.returncode}, every check clean: {' '.join(last)}")
+    if got != expect or (run.returncode == 0) != (expect is None):
+        print(f"  expected {expect}, got {got} (exit {run.returncode})")
         ok = False
 sys.exit(0 if ok else 1)
