@@ -1,0 +1,224 @@
+"""After a watched run went NaN: replay it from its last good snapshot with ``locate``'s machinery.
+
+Training again from the start up to iteration 50,000 takes as long as the
+run did; the snapshots Caffe wrote on the way make that unnecessary. The
+replay restores the newest complete snapshot taken at or before the first
+sign (weights, solver history and iteration, from its ``.solverstate``) and
+steps with ``locate`` to the NaN. What a snapshot does not hold is the data
+layers' read position: a restored Caffe reads its LMDB, LevelDB or HDF5 list
+from the first record again, while the run had consumed ``iterations x
+batch_size x iter_size`` records. So before the first step each data layer
+is advanced, batch by batch, to where the run had it; as the readers wrap
+record by record, that is a count modulo the dataset's cycle in batches.
+
+Where the order cannot be reproduced (random skips, shuffling, random
+crops and mirrors, a Python data layer, initial weights drawn without a
+``random_seed``) the replay runs anyway and says why it is approximate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from caffe_nanlayers.diagnose.watch_log import Snapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayStart:
+    """Where the replay starts: a snapshot, the run's --weights or resumed state, or fresh fillers."""
+
+    iteration: int
+    solverstate: str | None = None
+    weights: str | None = None
+    kind: str = "snapshot"  # "snapshot", "resumed" (the run's -snapshot), "weights", "initial"
+
+    def describe(self) -> str:
+        if self.kind == "snapshot":
+            return f"snapshot {self.solverstate} (iteration {self.iteration})"
+        if self.kind == "resumed":
+            return f"the state the run resumed from, {self.solverstate} (iteration {self.iteration})"
+        if self.kind == "weights":
+            return f"the run's initial weights {self.weights} (iteration 0)"
+        return "freshly initialised weights (iteration 0: no snapshot before the NaN)"
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def choose_start(
+    snapshots: list[Snapshot],
+    nan_iteration: int,
+    usable=lambda snapshot: True,
+    resumed: ReplayStart | None = None,
+    weights: str | None = None,
+) -> tuple[ReplayStart, list[str]]:
+    """The newest complete snapshot at or before the NaN whose files are usable; notes on those passed over.
+
+    A snapshot at iteration s holds the weights iteration s started from, so s == the NaN's
+    iteration is still good when the NaN was seen in that iteration's forward or backward pass.
+    """
+    notes = []
+    for snapshot in sorted(snapshots, key=lambda s: -s.iteration):
+        if snapshot.iteration > nan_iteration:
+            notes.append(
+                f"{snapshot.model}: written after the first sign (iteration {nan_iteration}), not used"
+            )
+            continue
+        if not snapshot.complete or snapshot.state is None:
+            notes.append(f"{snapshot.model}: Caffe had not finished writing this snapshot, not used")
+            continue
+        why_not = usable(snapshot)
+        if why_not is not True:
+            notes.append(f"{snapshot.model}: {why_not}, not used")
+            continue
+        return ReplayStart(snapshot.iteration, snapshot.state, None, "snapshot"), notes
+    if resumed is not None and resumed.iteration <= nan_iteration:
+        return resumed, notes
+    if weights:
+        return ReplayStart(0, None, weights, "weights"), notes
+    return ReplayStart(0, None, None, "initial"), notes
+
+
+def batches_to_skip(iterations: int, iter_size: int, records: int, batch_size: int) -> int:
+    """Forward passes of a data layer that bring a fresh reader to where the run had it.
+
+    The run read ``iterations x iter_size`` batches of ``batch_size`` records
+    from a reader that wraps record by record at ``records``; the positions
+    repeat every ``records / gcd(records, batch_size)`` batches.
+    """
+    if records <= 0 or batch_size <= 0:
+        raise ValueError("records and batch_size must be positive")
+    cycle = records // math.gcd(records, batch_size)
+    return (iterations * iter_size) % cycle
+
+
+def weights_finite(path: str) -> bool | str:
+    """True, or why the weights in a ``.caffemodel`` are no place to start (non-finite, unreadable)."""
+    import numpy as np
+
+    from caffe_nanlayers.proto_io import caffe_pb2
+
+    if path.endswith(".h5"):
+        return True  # read by Caffe itself when it restores; a bad one shows as a NaN at once
+    net = caffe_pb2().NetParameter()
+    try:
+        net.ParseFromString(Path(path).read_bytes())
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    except Exception:  # protobuf's DecodeError: cut short by the stop
+        return "not a complete .caffemodel"
+    for layer in list(net.layer) + list(net.layers):
+        for blob in layer.blobs:
+            values = np.asarray(blob.data, dtype=np.float32)
+            if values.size and not np.isfinite(values).all():
+                return f"weights of layer {layer.name} are already non-finite"
+    return True
+
+
+def unreproducible(net, solver, start: ReplayStart) -> list[str]:
+    """Why the replay cannot feed the very batches of the run (empty: it can)."""
+    from caffe_nanlayers.proto_io import caffe_pb2
+    from caffe_nanlayers.scan.scan_net import is_python_data_layer, layers_in_phase
+
+    pb2 = caffe_pb2()
+    state = solver.train_state if solver.HasField("train_state") else None
+    reasons = []
+    for layer in layers_in_phase(net, pb2.TRAIN, state):
+        if layer.bottom:
+            if layer.type == "Dropout":
+                reasons.append(f"layer {layer.name!r} (Dropout) draws a new random mask")
+            continue
+        name = f"layer {layer.name!r} ({layer.type})"
+        if is_python_data_layer(layer):
+            reasons.append(f"{name}: a Python data layer, its order is its own")
+        elif layer.type == "Data" and layer.data_param.rand_skip:
+            reasons.append(f"{name}: rand_skip {layer.data_param.rand_skip} skips a random number of records")
+        elif layer.type == "HDF5Data" and layer.hdf5_data_param.shuffle:
+            reasons.append(f"{name}: shuffle reorders the files and rows at random")
+        elif layer.type == "ImageData" and layer.image_data_param.shuffle:
+            reasons.append(f"{name}: shuffle reorders the images at random")
+        elif layer.type == "DummyData" and any(
+            f.type not in ("constant", "") for f in layer.dummy_data_param.data_filler
+        ):
+            reasons.append(f"{name}: random fillers draw new data")
+        elif layer.type not in ("Data", "HDF5Data", "ImageData", "DummyData", "Input", "Parameter"):
+            reasons.append(f"{name}: its read position cannot be restored")
+        transform = layer.transform_param
+        if transform.mirror or transform.crop_size:
+            reasons.append(f"{name}: random mirror/crop in training")
+    if start.kind == "initial" and solver.random_seed < 0:
+        reasons.append(
+            "no snapshot before the NaN and no random_seed in the solver: the initial weights differ"
+        )
+    return reasons
+
+
+@dataclasses.dataclass
+class ReplayPlan:
+    """What the child replaying the run needs (picklable)."""
+
+    solver: str
+    out_dir: str
+    start: ReplayStart
+    nan_iteration: int
+    consumed_iterations: int  # iterations the data layers had read when the run reached the start
+
+
+def advance_data_layers(report, solver, resolved, consumed_iterations: int) -> None:
+    """Forward each data layer of the train net until it stands where the run's stood."""
+    from caffe_nanlayers.scan import databases, hdf5_lists
+    from caffe_nanlayers.scan.sources import BACKENDS
+
+    net = solver.net
+    if consumed_iterations <= 0:
+        return
+    iter_size = max(1, resolved.solver.iter_size)
+    layers = {layer.name: layer for layer in resolved.net.layer}
+    for index, name in enumerate(net._layer_names):
+        layer = layers.get(name)
+        if layer is None or layer.bottom:
+            continue
+        records = batch = None
+        if layer.type == "Data":
+            backend = BACKENDS.get(layer.data_param.backend, "LEVELDB")
+            label = f"source {layer.data_param.source!r} (layer {name!r})"
+            records = databases.count_records(Path(layer.data_param.source), backend, label)
+            batch = layer.data_param.batch_size
+        elif layer.type == "HDF5Data":
+            param = layer.hdf5_data_param
+            label = f"HDF5Data source {param.source!r} (layer {name!r})"
+            records = sum(f.rows for f in hdf5_lists.inspect_files(param.source, list(layer.top), label))
+            batch = param.batch_size
+        if not records or not batch:
+            continue
+        skip = batches_to_skip(consumed_iterations, iter_size, records, batch)
+        report(("skip", {"layer": name, "records": records, "batch_size": batch, "batches": skip}))
+        for _ in range(skip):
+            net._forward(index, index)
+
+
+def replay_run(report, plan: ReplayPlan):
+    """Run in the child: restore the start, advance the data, step with locate to the NaN."""
+    from caffe_nanlayers.diagnose.locate import LocateOptions, locate
+
+    options = LocateOptions(
+        solver=plan.solver,
+        out_dir=plan.out_dir,
+        weights=plan.start.weights,
+        max_iter=plan.nan_iteration - plan.start.iteration + 1,
+        solverstate=plan.start.solverstate,
+        prepare=_Advance(plan.consumed_iterations),
+    )
+    return locate(report, options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Advance:
+    """locate's ``prepare`` hook (picklable): put the data layers where the run had them."""
+
+    consumed_iterations: int
+
+    def __call__(self, report, solver, resolved) -> None:
+        advance_data_layers(report, solver, resolved, self.consumed_iterations)
