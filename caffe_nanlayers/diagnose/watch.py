@@ -179,8 +179,8 @@ class WatchReport:
             lines.append(f"interrupted at iteration {self.iteration}: caffe stopped")
         else:
             lines.append(
-                f"NaN at iteration {self.sign.iteration}: {self.sign.short()}; "
-                "caffe stopped at once (no snapshot of the broken weights)"
+                f"NaN at iteration {_iteration_text(self.sign.iteration)}: {self.sign.short()}; "
+                "caffe killed at once (SIGKILL: it writes no snapshot on its way out)"
             )
             if self.doctor is not None:
                 doctor_cause = self.doctor.cause.id if self.doctor.cause else "no cause"
@@ -230,18 +230,17 @@ class Watch:
         command = options.command
         with reading(command.solver, "a solver prototxt"):
             Path(command.solver).open("rb").close()
-        from caffe_nanlayers.proto_io import read_net_or_solver
+        from caffe_nanlayers.proto_io import read_solver
 
-        self.resolved = read_net_or_solver(command.solver)
-        if self.resolved.solver is None:
-            raise UserError(f"{command.solver}: this is a net, caffe train needs a solver prototxt")
-        self.log_path = Path(options.log) if options.log else default_log_path(self.resolved.solver)
+        # Only the solver: its net, data and weights are Caffe's to open, and its failure to report.
+        self.solver = read_solver(command.solver)
+        self.log_path = Path(options.log) if options.log else default_log_path(self.solver)
 
     def run(self) -> WatchReport:
         from caffe_nanlayers.errors import refuse_to_overwrite
 
         command = self.options.command
-        refuse_to_overwrite(self.log_path, (command.solver, self.resolved.path), "--log")
+        refuse_to_overwrite(self.log_path, (command.solver, command.weights, command.resume), "--log")
         reader = WatchReader()
         status = StatusLine(self.err, every=self.options.status_every)
         started = time.monotonic()
@@ -281,7 +280,7 @@ class Watch:
         )
         if outcome == "caffe_failed":
             report.fatal = _failure(reader, returncode, self.log_path)
-        if outcome == "clean" and reader.iteration in (None, 0) and self.resolved.solver.max_iter == 0:
+        if outcome == "clean" and reader.iteration in (None, 0) and self.solver.max_iter == 0:
             report.notes.append("caffe trained 0 iterations: the solver has no max_iter (0)")
         if outcome == "nan":
             with open(self.log_path, encoding="utf-8", errors="replace") as handle:
@@ -292,13 +291,14 @@ class Watch:
 
     def _replay(self, reader: WatchReader, report: WatchReport) -> dict:
         from caffe_nanlayers.isolate import run_isolated
+        from caffe_nanlayers.proto_io import read_net_or_solver
 
         command = self.options.command
-        sign = reader.sign
+        nan_iteration = _nan_iteration(reader)
         resumed = _resumed_start(command.resume)
         start, notes = choose_start(
             reader.snapshots,
-            sign.iteration,
+            nan_iteration,
             usable=lambda s: weights_finite(s.model),
             resumed=resumed,
             weights=command.weights,
@@ -307,14 +307,20 @@ class Watch:
         consumed = start.iteration - (resumed.iteration if resumed is not None else 0)
         if start.kind != "snapshot":
             consumed = 0
-        reasons = unreproducible(self.resolved.net, self.resolved.solver, start)
+        try:
+            resolved = read_net_or_solver(command.solver)
+            reasons = unreproducible(resolved.net, resolved.solver, start)
+        except UserError as exc:
+            reasons, failed = [], str(exc)
+        else:
+            failed = None
         out_dir = Path(self.options.out_dir) if self.options.out_dir else default_out_dir(self.log_path)
-        plan = ReplayPlan(command.solver, str(out_dir), start, sign.iteration, consumed)
+        plan = ReplayPlan(command.solver, str(out_dir), start, nan_iteration, consumed)
         skipped: list[dict] = []
         result = {
             "start": start.as_dict(),
             "start_text": start.describe(),
-            "to_iteration": sign.iteration,
+            "to_iteration": nan_iteration,
             "approximate": bool(reasons),
             "reasons": reasons,
             "skipped": skipped,
@@ -322,7 +328,10 @@ class Watch:
             "diagnosis": None,
             "error": None,
         }
-        self.on_progress(f"replaying from {start.describe()} to iteration {sign.iteration}")
+        if failed is not None:
+            result["error"] = failed
+            return result
+        self.on_progress(f"replaying from {start.describe()} to iteration {nan_iteration}")
 
         def on_message(message) -> None:
             if isinstance(message, tuple) and message[0] == "skip":
@@ -339,6 +348,18 @@ class Watch:
         saved = diagnosis.details.get("saved") or {}
         report.files += [str(path) for path in saved.values()]
         return result
+
+
+def _iteration_text(iteration: int | None) -> str:
+    return "?" if iteration is None else str(iteration)
+
+
+def _nan_iteration(reader: WatchReader) -> int:
+    """The iteration to replay up to: the sign's, else the last one logged (a sign before any said none)."""
+    for candidate in (reader.sign.iteration, reader.iteration):
+        if candidate is not None:
+            return candidate
+    return 0
 
 
 def _start(argv: list[str], log_path: Path) -> CaffeProcess:

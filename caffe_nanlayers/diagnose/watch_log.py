@@ -26,6 +26,8 @@ _SNAPSHOT_STATE = re.compile(r"Snapshotting solver state to (?:binary proto|HDF5
 _SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.(?:caffemodel|solverstate)(?:\.h5)?$")
 _FATAL = re.compile(r"^F\d{4,8}[ T][\d:.]+\s+\d+ ([^\]\s]+:\d+)\] (.*)$")
 _DONE = "Optimization Done."
+_SOLVING = "Solving "
+_RESTORING = "Restoring previous solver status from "
 # Losses kept for the trend on the status line.
 RECENT = 20
 
@@ -34,7 +36,7 @@ RECENT = 20
 class Sign:
     """The first line that says training went bad: what, at which iteration, on which log line."""
 
-    iteration: int
+    iteration: int | None  # None: the log (a pasted excerpt) had said no iteration yet
     what: str  # "loss", "lr", "train output <name>", "test output <name>", "debug_info", "saturated softmax"
     text: str  # the value as Caffe spelled it ("-nan", "87.3365")
     line: int  # 1-based line of the log
@@ -95,6 +97,7 @@ class WatchReader:
         self.fatal: str | None = None  # "message (file.cpp:12)"
         self.done = False  # Caffe printed "Optimization Done."
         self.sign: Sign | None = None
+        self._solving: int | None = None  # where training starts, once Caffe says it is solving
         self.start_up = caffe_log.TrainingLog()  # the solver's fields and the layer types printed at start
         self._block = caffe_log._BlockReader()
         self._testing = False  # inside a test pass: its debug lines are the test net's
@@ -138,6 +141,13 @@ class WatchReader:
         if _DONE in body:
             self.done = True
             return None
+        if body.startswith(_SOLVING):
+            self._solving = 0
+            return None
+        if body.startswith(_RESTORING):
+            number = _SNAPSHOT_ITER.search(body.strip())
+            self._solving = int(number.group(1)) if number else self._solving
+            return None
         if "Iteration" in body:
             return self._read_iteration(body)
         if self._testing and any(end in body for end in caffe_log._TEST_PASS_END):
@@ -146,9 +156,15 @@ class WatchReader:
             match = caffe_log._OUTPUT.search(body)
             if match:
                 value = caffe_log.parse_number(match.group(4))
+                phase = "test" if match.group(1) == "Test" or self._testing else "train"
                 if value is not None and not math.isfinite(value):
-                    phase = "test" if match.group(1) == "Test" or self._testing else "train"
                     return Sign(self._at(), f"{phase} output {match.group(3)}", match.group(4), self.lines)
+                weighted = match.group(5) is not None and caffe_log.parse_number(match.group(5))
+                if phase == "train" and weighted and trend.saturated_softmax([value]):
+                    # A loss output pinned at -log(FLT_MIN): its softmax saturated, whatever the total says.
+                    return Sign(
+                        self._at(), "saturated softmax", match.group(4), self.lines, blob=match.group(3)
+                    )
             return None
         if "[" in body and not self._testing:
             debug = caffe_log._debug_reading(body, self.lines)
@@ -183,9 +199,7 @@ class WatchReader:
             if not math.isfinite(value):
                 return Sign(self.iteration, "loss", match.group(2), self.lines)
             self.losses.append(value)
-            # Pinned at the ceiling after a start below it: the net diverged (a loss that starts there
-            # is a net that never learned, which the doctor reads from the whole log).
-            if trend.saturated_softmax([value]) and min(self.losses) < trend.SATURATED_SOFTMAX_LOSS - 1:
+            if trend.saturated_softmax([value]):
                 return Sign(self.iteration, "saturated softmax", match.group(2), self.lines)
             return None
         match = caffe_log._LR.search(body)
@@ -198,8 +212,10 @@ class WatchReader:
                 return Sign(int(match.group(1)), "lr", match.group(2), self.lines)
         return None
 
-    def _at(self) -> int:
-        return self.iteration if self.iteration is not None else 0
+    def _at(self) -> int | None:
+        if self.iteration is not None:
+            return self.iteration
+        return self._solving
 
     def _next_displayed(self) -> int:
         if self.iteration is None or self._testing_at == self.iteration:
@@ -219,7 +235,7 @@ class WatchReader:
             path = match.group(1)
             number = _SNAPSHOT_ITER.search(path)
             # Caffe names snapshots <prefix>_iter_<N>; the iteration is the number of updates done.
-            iteration = int(number.group(1)) if number else (self._at() + 1 if self.loss is not None else 0)
+            iteration = int(number.group(1)) if number else (self._at() or 0)
             self._pending_snapshot = Snapshot(iteration, path, None, self.lines, complete=False)
 
     def _settle_snapshot(self, line: str) -> None:
