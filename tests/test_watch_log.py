@@ -144,9 +144,9 @@ def test_snapshots_complete_only_once_caffe_went_on():
 def test_the_last_fatal_line_is_kept():
     reader = feed(
         [
-            "F1130 10:00:00.000000  4242 db_lmdb.cpp:14] Check failed: mdb_status == 0 (2 vs. 0) No such file",
+            "F1130 10:00:00.000000  4242 db_lmdb.cpp:14] Check failed: mdb_status == 0 (2 vs. 0) No such",
             "*** Check failure stack trace: ***",
         ]
     )
-    assert reader.fatal == "Check failed: mdb_status == 0 (2 vs. 0) No such file (db_lmdb.cpp:14)"
+    assert reader.fatal == "Check failed: mdb_status == 0 (2 vs. 0) No such (db_lmdb.cpp:14)"
     assert reader.sign is None

@@ -9,9 +9,9 @@ log is the child's output byte for byte.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from pathlib import Path
 
 from caffe_nanlayers.diagnose.watch_process import CaffeProcess, caffe_environment
 
@@ -99,7 +99,8 @@ def test_leaving_never_leaves_it_running(tmp_path):
     with process:
         pid = process.pid
     assert process.returncode is not None
-    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "zombie" in status.read_text().lower()
 
 
 def test_glog_writes_every_line_where_the_watch_reads():

@@ -1,4 +1,4 @@
-"""Where the replay starts and how far the data layers are advanced: the arithmetic, and the snapshots' checks."""
+"""Where the replay starts and how far the data layers are advanced; the snapshots' checks."""
 
 from __future__ import annotations
 
@@ -105,12 +105,15 @@ def parse(text, kind):
 
 def test_what_makes_a_replay_approximate():
     net = parse(
-        'layer { name: "d" type: "Data" top: "x" top: "y" data_param { source: "a" batch_size: 2 rand_skip: 5 } }\n'
-        'layer { name: "h" type: "HDF5Data" top: "z" hdf5_data_param { source: "l" batch_size: 2 shuffle: true } }\n'
+        'layer { name: "d" type: "Data" top: "x" top: "y"\n'
+        '  data_param { source: "a" batch_size: 2 rand_skip: 5 } }\n'
+        'layer { name: "h" type: "HDF5Data" top: "z"\n'
+        '  hdf5_data_param { source: "l" batch_size: 2 shuffle: true } }\n'
         'layer { name: "m" type: "Data" top: "w" transform_param { mirror: true }\n'
         '  data_param { source: "b" batch_size: 2 } }\n'
         'layer { name: "p" type: "Python" top: "q" python_param { module: "m" layer: "L" } }\n'
-        'layer { name: "t" type: "Data" top: "v" include { phase: TEST } data_param { source: "c" rand_skip: 9 } }\n'
+        'layer { name: "t" type: "Data" top: "v" include { phase: TEST }\n'
+        '  data_param { source: "c" rand_skip: 9 } }\n'
         'layer { name: "drop" type: "Dropout" bottom: "x" top: "x" }\n',
         "NetParameter",
     )
