@@ -51,9 +51,9 @@ def write_dataset(directory: Path, count: int, bad: dict[int, float] | None = No
 
 NET = """
 layer { name: "data" type: "Data" top: "data" top: "label"
-  data_param { source: "train_lmdb" backend: LMDB batch_size: 4 } }
+  data_param { source: "train_lmdb" backend: LMDB batch_size: BATCH } }
 layer { name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
-  inner_product_param { num_output: 64 weight_filler { type: "xavier" } } }
+  inner_product_param { num_output: WIDTH weight_filler { type: "xavier" } } }
 layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
 layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
   inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }
@@ -61,13 +61,17 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ip2" bottom: "label" top: "l
 """
 
 
-def make_run(tmp_path, solver: str, records: int = 10, bad=None) -> Path:
+def make_run(tmp_path, solver: str, records: int = 10, bad=None, batch: int = 4, width: int = 64) -> Path:
     write_dataset(tmp_path / "train_lmdb", records, bad)
-    (tmp_path / "net.prototxt").write_text(NET)
+    (tmp_path / "net.prototxt").write_text(net_text(batch, width))
     (tmp_path / "snap").mkdir()
     path = tmp_path / "solver.prototxt"
     path.write_text('net: "net.prototxt"\nsnapshot_prefix: "snap/run"\nrandom_seed: 1\n' + solver)
     return path
+
+
+def net_text(batch: int = 4, width: int = 64) -> str:
+    return NET.replace("BATCH", str(batch)).replace("WIDTH", str(width))
 
 
 def watch(caffe_binary, capsys, *options, flags=()) -> tuple[int, dict, str]:
@@ -200,7 +204,7 @@ def test_caffe_failing_on_a_missing_dataset_is_one_line_and_exit_3(
 ):
     monkeypatch.chdir(tmp_path)
     make_run(tmp_path, 'base_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 10\n')
-    (tmp_path / "net.prototxt").write_text(NET.replace('"train_lmdb"', '"missing_lmdb"'))
+    (tmp_path / "net.prototxt").write_text(net_text().replace('"train_lmdb"', '"missing_lmdb"'))
     code = watch_main(["--log", "run.log", "--", caffe_binary, "train", "-solver", "solver.prototxt"])
     out, _ = capsys.readouterr()
     assert code == 3
