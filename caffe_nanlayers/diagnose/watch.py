@@ -23,14 +23,7 @@ from pathlib import Path
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.watch_log import Sign, WatchReader, verdict
 from caffe_nanlayers.diagnose.watch_process import CaffeProcess
-from caffe_nanlayers.diagnose.watch_replay import (
-    ReplayPlan,
-    ReplayStart,
-    choose_start,
-    replay_run,
-    unreproducible,
-    weights_finite,
-)
+from caffe_nanlayers.diagnose.watch_replay import ReplayPlan, ReplayStart, lower_priority, replay_run, warm_up
 from caffe_nanlayers.diagnose.watch_status import StatusLine
 from caffe_nanlayers.errors import UserError, reading, writing
 
@@ -117,6 +110,7 @@ class WatchReport:
     snapshots: list[dict] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
+    diagnosis_seconds: float | None = None  # from the first sign to the report
 
     @property
     def exit_code(self) -> int:
@@ -140,6 +134,7 @@ class WatchReport:
             "exit_code": self.exit_code,
             "iteration": self.iteration,
             "seconds": round(self.seconds, 3),
+            "diagnosis_seconds": None if self.diagnosis_seconds is None else round(self.diagnosis_seconds, 3),
             "sign": self.sign.as_dict() if self.sign else None,
             "caffe_error": self.fatal,
             "doctor": self.doctor.as_dict() if self.doctor else None,
@@ -230,10 +225,8 @@ class Watch:
         command = options.command
         with reading(command.solver, "a solver prototxt"):
             Path(command.solver).open("rb").close()
-        from caffe_nanlayers.proto_io import read_solver
-
         # Only the solver: its net, data and weights are Caffe's to open, and its failure to report.
-        self.solver = read_solver(command.solver)
+        self.solver = read_solver_facts(command.solver)
         self.log_path = Path(options.log) if options.log else default_log_path(self.solver)
 
     def run(self) -> WatchReport:
@@ -248,13 +241,17 @@ class Watch:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             process = _start(command.argv, self.log_path)
         outcome = None
-        with process:
+        sign_at = None
+        with process, _ReplayWorker(self.options.replay) as worker:
             try:
                 for raw in process.lines():
                     sign = reader.feed(raw.decode("utf-8", errors="replace"))
                     if sign is not None:
                         process.kill_now()
+                        sign_at = time.monotonic()
                         break
+                    if reader.iteration is not None:
+                        worker.start()  # training is under way: Caffe's own start-up is not slowed
                     status.update(reader)
                 process.drain()
                 returncode = process.wait()
@@ -265,7 +262,12 @@ class Watch:
                 process.finish_interrupt()
                 outcome = "interrupted"
                 returncode = process.returncode
-        status.clear()
+            status.clear()
+            return self._conclude(reader, outcome, returncode, started, sign_at, worker)
+
+    def _conclude(self, reader, outcome, returncode, started, sign_at, worker) -> WatchReport:
+        """What happened, decided on what the reader saw; the doctor and the replay once there is a NaN."""
+        command = self.options.command
         reader.finish()
         if outcome is None:
             outcome = "nan" if reader.sign is not None else ("clean" if returncode == 0 else "caffe_failed")
@@ -286,61 +288,51 @@ class Watch:
             with open(self.log_path, encoding="utf-8", errors="replace") as handle:
                 report.doctor = verdict(handle, str(self.log_path))
             if self.options.replay:
-                report.replay = self._replay(reader, report)
+                report.replay = self._replay(reader, report, worker.start())
+            report.diagnosis_seconds = time.monotonic() - sign_at
         return report
 
-    def _replay(self, reader: WatchReader, report: WatchReport) -> dict:
-        from caffe_nanlayers.isolate import run_isolated
-        from caffe_nanlayers.proto_io import read_net_or_solver
-
+    def _replay(self, reader: WatchReader, report: WatchReport, worker) -> dict:
         command = self.options.command
         nan_iteration = _nan_iteration(reader)
-        resumed = _resumed_start(command.resume)
-        start, notes = choose_start(
-            reader.snapshots,
-            nan_iteration,
-            usable=lambda s: weights_finite(s.model),
-            resumed=resumed,
-            weights=command.weights,
-        )
-        report.notes += notes
-        consumed = start.iteration - (resumed.iteration if resumed is not None else 0)
-        if start.kind != "snapshot":
-            consumed = 0
-        try:
-            resolved = read_net_or_solver(command.solver)
-            reasons = unreproducible(resolved.net, resolved.solver, start)
-        except UserError as exc:
-            reasons, failed = [], str(exc)
-        else:
-            failed = None
         out_dir = Path(self.options.out_dir) if self.options.out_dir else default_out_dir(self.log_path)
-        plan = ReplayPlan(command.solver, str(out_dir), start, nan_iteration, consumed)
-        skipped: list[dict] = []
+        plan = ReplayPlan(
+            command.solver,
+            str(out_dir),
+            nan_iteration,
+            list(reader.snapshots),
+            _resumed_start(command.resume),
+            command.weights,
+        )
         result = {
-            "start": start.as_dict(),
-            "start_text": start.describe(),
+            "start": None,
+            "start_text": "?",
             "to_iteration": nan_iteration,
-            "approximate": bool(reasons),
-            "reasons": reasons,
-            "skipped": skipped,
+            "approximate": False,
+            "reasons": [],
+            "skipped": [],
             "out_dir": str(out_dir),
             "diagnosis": None,
             "error": None,
         }
-        if failed is not None:
-            result["error"] = failed
-            return result
-        self.on_progress(f"replaying from {start.describe()} to iteration {nan_iteration}")
 
         def on_message(message) -> None:
-            if isinstance(message, tuple) and message[0] == "skip":
-                skipped.append(message[1])
+            if isinstance(message, tuple):
+                kind, value = message
+                if kind == "start":
+                    result["start"], result["start_text"] = value.as_dict(), value.describe()
+                    self.on_progress(f"replaying from {value.describe()} to iteration {nan_iteration}")
+                elif kind == "notes":
+                    report.notes.extend(value)
+                elif kind == "reasons":
+                    result["reasons"], result["approximate"] = value, bool(value)
+                elif kind == "skip":
+                    result["skipped"].append(value)
             elif isinstance(message, str):
                 self.on_progress(message)
 
         try:
-            diagnosis = run_isolated(replay_run, plan, on_message=on_message, context="replay")
+            diagnosis = worker.run(replay_run, plan, on_message=on_message, context="replay")
         except UserError as exc:
             result["error"] = str(exc)
             return result
@@ -348,6 +340,28 @@ class Watch:
         saved = diagnosis.details.get("saved") or {}
         report.files += [str(path) for path in saved.values()]
         return result
+
+
+class _ReplayWorker:
+    """The replay's child process, started once training is under way, ended with the watch."""
+
+    def __init__(self, wanted: bool):
+        self.wanted = wanted
+        self.worker = None
+
+    def start(self):
+        if self.worker is None and self.wanted:
+            from caffe_nanlayers.isolate import IsolatedWorker
+
+            self.worker = IsolatedWorker(warm_up=[lower_priority, warm_up])
+        return self.worker
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.worker is not None:
+            self.worker.__exit__(*exc_info)
 
 
 def _iteration_text(iteration: int | None) -> str:
@@ -395,7 +409,24 @@ def _resumed_start(resume: str | None) -> ReplayStart | None:
     return ReplayStart(int(match.group(1)) if match else 0, resume, None, "resumed")
 
 
-def default_log_path(solver) -> Path:
+@dataclasses.dataclass(frozen=True)
+class SolverFacts:
+    """What the watch reads of the solver before Caffe runs."""
+
+    snapshot_prefix: str
+    max_iter: int
+
+
+def read_solver_facts(path: str) -> SolverFacts:
+    """With the linter's pure-Python parser: importing pycaffe for two fields costs seconds of start-up."""
+    from caffe_nanlayers.lint.parser import parse_file
+
+    root = parse_file(path).root
+    prefix, max_iter = root.scalar("snapshot_prefix", ""), root.scalar("max_iter", 0)
+    return SolverFacts(str(prefix), int(max_iter) if isinstance(max_iter, (int, float)) else 0)
+
+
+def default_log_path(solver: SolverFacts) -> Path:
     """Beside the snapshots (snapshot_prefix's directory), named for the start time: none overwritten."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = solver.snapshot_prefix

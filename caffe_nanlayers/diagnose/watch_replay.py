@@ -157,13 +157,20 @@ def unreproducible(net, solver, start: ReplayStart) -> list[str]:
 
 @dataclasses.dataclass
 class ReplayPlan:
-    """What the child replaying the run needs (picklable)."""
+    """What the child replaying the run needs (picklable): the run as the watch saw it."""
 
     solver: str
     out_dir: str
-    start: ReplayStart
     nan_iteration: int
-    consumed_iterations: int  # iterations the data layers had read when the run reached the start
+    snapshots: list[Snapshot]
+    resumed: ReplayStart | None = None  # the run's own -snapshot
+    weights: str | None = None  # the run's own -weights
+
+    def consumed_iterations(self, start: ReplayStart) -> int:
+        """Iterations the data layers had read when the run stood at ``start`` (they restart on a resume)."""
+        if start.kind != "snapshot":
+            return 0
+        return start.iteration - (self.resumed.iteration if self.resumed is not None else 0)
 
 
 def advance_data_layers(report, solver, resolved, consumed_iterations: int) -> None:
@@ -200,18 +207,63 @@ def advance_data_layers(report, solver, resolved, consumed_iterations: int) -> N
 
 
 def replay_run(report, plan: ReplayPlan):
-    """Run in the child: restore the start, advance the data, step with locate to the NaN."""
-    from caffe_nanlayers.diagnose.locate import LocateOptions, locate
+    """Run in the child: choose the start, say how exact the replay is, then step with locate to the NaN.
 
+    Messages sent on the way: ("start", ReplayStart), ("notes", [str]) on the snapshots passed over,
+    ("reasons", [str]) why the data order differs, ("skip", {...}) per data layer advanced.
+    """
+    from caffe_nanlayers.diagnose.locate import LocateOptions, locate
+    from caffe_nanlayers.proto_io import read_net_or_solver
+
+    restore_priority()
+    start, notes = choose_start(
+        plan.snapshots,
+        plan.nan_iteration,
+        usable=lambda snapshot: weights_finite(snapshot.model),
+        resumed=plan.resumed,
+        weights=plan.weights,
+    )
+    report(("start", start))
+    report(("notes", notes))
+    resolved = read_net_or_solver(plan.solver)
+    report(("reasons", unreproducible(resolved.net, resolved.solver, start)))
     options = LocateOptions(
         solver=plan.solver,
         out_dir=plan.out_dir,
-        weights=plan.start.weights,
-        max_iter=plan.nan_iteration - plan.start.iteration + 1,
-        solverstate=plan.start.solverstate,
-        prepare=_Advance(plan.consumed_iterations),
+        weights=start.weights,
+        max_iter=plan.nan_iteration - start.iteration + 1,
+        solverstate=start.solverstate,
+        prepare=_Advance(plan.consumed_iterations(start)),
     )
     return locate(report, options)
+
+
+# The replay's worker is started while Caffe trains, to have pycaffe imported (seconds) before the NaN:
+# meanwhile it yields the CPU to Caffe, and takes its share back when it replays.
+_NICE = 10
+
+
+def lower_priority() -> None:
+    import os
+
+    os.nice(_NICE)
+
+
+def restore_priority() -> None:
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass  # only root may raise it again: the replay runs at the lower priority
+
+
+def warm_up() -> None:
+    """What the worker does before it is needed: import pycaffe and the replay's modules."""
+    from caffe_nanlayers.caffe_net import import_caffe
+    from caffe_nanlayers.diagnose import locate  # noqa: F401 (imported now, not at the NaN)
+
+    import_caffe()
 
 
 @dataclasses.dataclass(frozen=True)
