@@ -244,18 +244,24 @@ _NICE = 10
 
 
 def lower_priority() -> None:
+    """Yield to Caffe while waiting, where the priority can be raised again for the replay (root only)."""
     import os
 
-    os.nice(_NICE)
+    if os.geteuid() == 0:
+        os.nice(_NICE)
 
 
 def restore_priority() -> None:
+    """Back to the normal priority, for every thread: on Linux a priority is per thread, and the BLAS
+    threads pycaffe started while the worker waited inherited the lower one."""
     import os
 
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except OSError:
-        pass  # only root may raise it again: the replay runs at the lower priority
+    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    for thread in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, 0)
+        except OSError:
+            pass  # only root may raise it again: the replay runs at the lower priority
 
 
 def warm_up() -> None:

@@ -62,7 +62,7 @@ class StatusLine:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self._shown_at: float | None = None
         self._drawn = 0  # width of the line on the terminal
-        self._timing: tuple[int, float] | None = None  # (iteration, time) of the first loss line seen
+        self._timing: tuple[int, float] | None = None  # (iteration, time) the time per iteration counts from
         self._last_iteration: int | None = None
         self._per_iteration: float | None = None
 
@@ -86,6 +86,8 @@ class StatusLine:
             return
         self._shown_at = now
         self.show(status.render())
+        if reader.iteration is not None and self._per_iteration is not None:
+            self._timing = (reader.iteration, now)  # the next figure is over the next interval only
 
     def show(self, text: str) -> None:
         if self.tty:
