@@ -150,8 +150,10 @@ def plain_run(caffe: str, work: Path, solver: str) -> float:
 def watched_run(caffe: str, work: Path, solver: str) -> tuple[float, dict]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "caffe_nanlayers.cli", "watch", "--json", "--log", "watched.log"]
-        + ["--", caffe, "train", "-solver", solver],
+        [
+            *(sys.executable, "-m", "caffe_nanlayers.cli", "watch", "--json", "--log", "watched.log"),
+            *("--", caffe, "train", "-solver", solver),
+        ],
         cwd=work,
         capture_output=True,
         text=True,
