@@ -93,6 +93,14 @@ def watch(caffe_binary, capsys, *options, flags=()) -> tuple[int, dict, str]:
     return code, json.loads(out), err
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts: it runs no more)."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
 def snapshot_iterations(directory: Path) -> list[int]:
     return sorted(int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("run_iter_*.caffemodel"))
 
@@ -254,3 +262,46 @@ def test_ctrl_c_stops_caffe_and_the_watch_with_130(caffe_binary, tmp_path):
     text = log.read_text()
     assert "Snapshotting to binary proto file" in text and "Optimization stopped early." in text
     assert snapshot_iterations(tmp_path / "snap")
+
+
+def test_the_solver_form_and_no_replay(caffe_binary, tmp_path, capsys, monkeypatch):
+    """``caffe-nan watch SOLVER`` runs caffe train itself; --no-replay stops after the doctor."""
+    monkeypatch.chdir(tmp_path)
+    make_run(
+        tmp_path, 'base_lr: 0.01\nlr_policy: "inv"\ngamma: -0.5\npower: 0.5\nmax_iter: 1000\ndisplay: 1\n'
+    )
+    code = watch_main(["--caffe", caffe_binary, "--no-replay", "solver.prototxt"])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert out.startswith("NaN at iteration 2: lr = inf (log line")
+    assert "probable cause [lr_policy]" in out and "replay" not in out
+    log = next(tmp_path.glob("snap/caffe_train_*.log"))  # default: beside the snapshots
+    assert "Iteration 2, lr = inf" in log.read_text()
+
+
+def test_killing_the_watch_kills_caffe(caffe_binary, tmp_path):
+    make_run(tmp_path, 'base_lr: 0.0001\nlr_policy: "fixed"\nmax_iter: 10000000\ndisplay: 100\n')
+    watcher = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "caffe_nanlayers.cli", "watch", "--log", "run.log", "--"),
+            *(caffe_binary, "train", "-solver", "solver.prototxt"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = tmp_path / "run.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Iteration 100," not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    caffe_pid = int(log.read_text().split("solver.cpp")[0].split()[-1])
+    watcher.kill()
+    watcher.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{caffe_pid}").exists():
+        if "zombie" in Path(f"/proc/{caffe_pid}/status").read_text():
+            break
+        time.sleep(0.05)
+    assert (
+        not Path(f"/proc/{caffe_pid}").exists() or "zombie" in Path(f"/proc/{caffe_pid}/status").read_text()
+    )
