@@ -132,3 +132,20 @@ def test_what_makes_a_replay_approximate():
         'layer { name: "d" type: "Data" top: "x" data_param { source: "a" batch_size: 2 } }', "NetParameter"
     )
     assert unreproducible(clean, solver, ReplayStart(0, None, None, "initial")) == []
+
+
+def test_a_test_net_reading_training_s_stream_makes_it_approximate():
+    """Caffe 1.0 shares one reader per layer name and source: testing takes records out of training's."""
+    net = parse(
+        'layer { name: "d" type: "Data" top: "x" data_param { source: "a" batch_size: 2 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y"\n'
+        "  inner_product_param { num_output: 1 } }\n",
+        "NetParameter",
+    )
+    solver = parse("base_lr: 0.1 random_seed: 1 test_iter: 2 test_interval: 10", "SolverParameter")
+    start = ReplayStart(10, "s.solverstate", None, "snapshot")
+    assert unreproducible(net, solver, start) == [
+        "layer 'd' (Data) is read by the test net too, from the same stream as training"
+    ]
+    solver.test_interval = 0
+    assert unreproducible(net, solver, start) == []

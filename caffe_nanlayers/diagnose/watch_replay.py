@@ -148,11 +148,31 @@ def unreproducible(net, solver, start: ReplayStart) -> list[str]:
         transform = layer.transform_param
         if transform.mirror or transform.crop_size:
             reasons.append(f"{name}: random mirror/crop in training")
+    reasons += _shared_readers(net, solver, pb2)
     if start.kind == "initial" and solver.random_seed < 0:
         reasons.append(
             "no snapshot before the NaN and no random_seed in the solver: the initial weights differ"
         )
     return reasons
+
+
+def _shared_readers(net, solver, pb2) -> list[str]:
+    """Caffe 1.0's DataReader serves one stream to every Data layer of the same name and source: a test
+    net built from the same layer takes records out of training's stream whenever it tests."""
+    if (
+        not (solver.test_interval and len(solver.test_iter))
+        or len(solver.test_net)
+        or len(solver.test_net_param)
+    ):
+        return []
+    from caffe_nanlayers.scan.scan_net import layers_in_phase
+
+    train = {(la.name, la.data_param.source) for la in layers_in_phase(net, pb2.TRAIN) if la.type == "Data"}
+    return [
+        f"layer {layer.name!r} (Data) is read by the test net too, from the same stream as training"
+        for layer in layers_in_phase(net, pb2.TEST)
+        if layer.type == "Data" and (layer.name, layer.data_param.source) in train
+    ]
 
 
 @dataclasses.dataclass
