@@ -149,3 +149,12 @@ def test_a_test_net_reading_training_s_stream_makes_it_approximate():
     ]
     solver.test_interval = 0
     assert unreproducible(net, solver, start) == []
+
+
+def test_numpy_s_own_blas_gets_one_thread():
+    """The venv's numpy wheel bundles its own OpenBLAS: its thread count can be set, and numpy still works."""
+    from caffe_nanlayers.diagnose.watch_replay import single_thread_numpy_blas
+
+    x = np.arange(1000, dtype=np.float64)
+    assert single_thread_numpy_blas() is True
+    assert float(np.dot(x, x)) == float(sum(v * v for v in range(1000)))

@@ -236,6 +236,7 @@ def replay_run(report, plan: ReplayPlan):
     from caffe_nanlayers.proto_io import read_net_or_solver
 
     restore_priority()
+    single_thread_numpy_blas()
     start, notes = choose_start(
         plan.snapshots,
         plan.nan_iteration,
@@ -290,6 +291,44 @@ def warm_up() -> None:
     from caffe_nanlayers.diagnose import locate  # noqa: F401 (imported now, not at the NaN)
 
     import_caffe()
+    single_thread_numpy_blas()
+
+
+# The thread-count setters of the OpenBLAS builds numpy wheels bundle (64-bit integer interface).
+_NUMPY_BLAS_SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")
+
+
+def single_thread_numpy_blas() -> bool:
+    """Give numpy's own bundled OpenBLAS one thread; Caffe's BLAS keeps its threads.
+
+    A numpy wheel carries an OpenBLAS of its own beside the one Caffe links: two pools of threads that
+    spin after each call. locate's callback (a few numpy dots a step) then keeps numpy's threads
+    spinning on the cores Caffe's threads need: a LeNet step took 150 ms instead of 50 on 2 cores.
+    The numpy calls here are small; one thread loses nothing. False when numpy has no such library
+    of its own (it then shares Caffe's pool, and nothing competes).
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {
+                line.split()[-1]
+                for line in maps
+                if "openblas" in line and ("numpy" in line or "scipy_openblas" in line)
+            }
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _NUMPY_BLAS_SETTERS:
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(1)
+                return True
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
