@@ -112,7 +112,7 @@ def find_caffe() -> str:
 
     found = default_caffe()
     if found is None:
-        raise SystemExit("bench_watch: no caffe binary (scripts/dev setup builds .venv/bin/caffe)")
+        raise RuntimeError("no caffe binary (scripts/dev setup builds .venv/bin/caffe)")
     return found
 
 

@@ -36,6 +36,7 @@ BENCHES = {
     "training": "bench_training",
     "scan": "bench_scan",
     "lint": "bench_lint",
+    "watch": "bench_watch",
 }
 
 
