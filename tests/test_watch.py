@@ -305,3 +305,34 @@ def test_killing_the_watch_kills_caffe(caffe_binary, tmp_path):
     assert (
         not Path(f"/proc/{caffe_pid}").exists() or "zombie" in Path(f"/proc/{caffe_pid}/status").read_text()
     )
+
+
+def test_shuffled_data_is_replayed_anyway_and_marked_approximate(caffe_binary, tmp_path, capsys, monkeypatch):
+    """HDF5Data with shuffle: the run's order cannot be drawn again; the replay runs and says so."""
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    data = rng.uniform(-1, 1, (50, 3, 16, 16)).astype(np.float32)
+    data[45, 0, 0, 0] = np.inf
+    with h5py.File(tmp_path / "train.h5", "w") as handle:
+        handle["data"] = data
+        handle["label"] = (np.arange(50) % 2).astype(np.float32)
+    (tmp_path / "train_h5.txt").write_text("train.h5\n")
+    net = net_text().split("\n", 3)[3]  # the net without its Data layer
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "data" type: "HDF5Data" top: "data" top: "label"\n'
+        '  hdf5_data_param { source: "train_h5.txt" batch_size: 4 shuffle: true } }\n' + net
+    )
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt"\nsnapshot_prefix: "snap/run"\nrandom_seed: 1\n'
+        'base_lr: 0.001\nlr_policy: "fixed"\nmax_iter: 100000\ndisplay: 1\nsnapshot: 5\n'
+    )
+    code, report, _ = watch(caffe_binary, capsys)
+    assert code == 1, report
+    replay = report["replay"]
+    assert replay["approximate"] is True
+    assert replay["reasons"] == ["layer 'data' (HDF5Data): shuffle reorders the files and rows at random"]
+    assert replay["error"] is None and replay["diagnosis"]["tool"] == "locate"
+    assert replay["to_iteration"] == report["sign"]["iteration"]

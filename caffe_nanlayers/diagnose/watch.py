@@ -211,6 +211,11 @@ class WatchReport:
             return lines
         diagnosis: Diagnosis = replay["diagnosis"]
         lines.append(f"  {diagnosis.summary}")
+        if not diagnosis.nan_found:
+            why = "the data order differs (above)" if replay["approximate"] else "randomness in the net"
+            lines.append(
+                f"  the replay stayed finite: the NaN needs more than the snapshot and the batches ({why})"
+            )
         lines += [f"  - {item}" for item in diagnosis.evidence if not item.startswith("saved ")]
         return lines
 
