@@ -36,6 +36,8 @@ BENCHES = {
     "training": "bench_training",
     "scan": "bench_scan",
     "lint": "bench_lint",
+    "doctor": "bench_doctor",
+    "scan_scale": "bench_scan_scale",
     "watch": "bench_watch",
 }
 

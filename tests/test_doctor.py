@@ -148,9 +148,11 @@ def test_poly_without_max_iter_is_the_lr_policy(logs):
 
 def test_nan_planted_in_the_data_is_bad_input(logs):
     verdict = verdict_of(logs["planted"])
-    assert verdict.cause.id == "bad_input"
+    assert (verdict.cause.id, verdict.confidence) == ("bad_input", "medium")
     assert verdict.iteration == 6  # record 13 is in the 7th batch of 2
-    assert [c.id for c in verdict.also_possible] == ["loss_layer"]
+    # display: 1 and a steady loss: no explosion inside an interval, yet the others stay possible
+    assert [c.id for c in verdict.also_possible] == ["gradient_explosion", "loss_layer"]
+    assert [f["id"] for f in verdict.details["facts"]] == ["steady"]
     assert any("steady" in e or "falling" in e for e in verdict.evidence)
 
 
@@ -160,7 +162,10 @@ def test_debug_info_log_shows_the_gradient_going_bad_before_the_loss(logs):
     verdict = diagnose(log, "debug.log")
     assert verdict.cause.id == "gradient_explosion"
     bad_norm = next(r for r in log.param_diff_norms if not r.finite)
-    assert bad_norm.line < verdict.details["first"]["line"]
+    # the gradients' norm is the first value to go bad, before the loss line of its iteration
+    assert verdict.details["first"]["what"] == "debug_info"
+    assert bad_norm.line == verdict.details["first"]["line"] < log.losses.first_bad().line
+    assert verdict.confidence == "high"
     assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
     assert any("L2 norm of all gradients = inf" in e for e in verdict.evidence)
 
@@ -266,7 +271,7 @@ def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
     path = tmp_path / "notes.txt"
     path.write_text("hello\nworld\n")
     assert doctor_main([str(path)]) == 2
-    assert "no training lines in 2 lines" in capsys.readouterr().err
+    assert "no Caffe line in 2 lines" in capsys.readouterr().err
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
@@ -324,7 +329,7 @@ def test_a_binary_file_is_not_a_text_log(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("stdin", "code", "err"),
     [
-        (b"", 2, "caffe-nan doctor: error: <stdin>: no training lines in 0 lines"),
+        (b"", 2, "caffe-nan doctor: error: <stdin>: no Caffe line in 0 lines"),
         (None, 1, ""),  # the log, gzip-compressed, through a pipe
     ],
 )
@@ -348,3 +353,54 @@ def test_a_reader_that_goes_away_is_no_traceback(logs):
     doctor.stdout.close()  # `caffe-nan doctor LOG --json | true`: the reader leaves before it is written to
     err = doctor.stderr.read()
     assert (doctor.wait(), err) == (141, b"")
+
+
+def test_a_gzip_log_with_a_line_of_many_megabytes_is_read_in_bounded_memory(tmp_path, capsys):
+    import gzip
+    import tracemalloc
+
+    path = tmp_path / "flat.log.gz"
+    with gzip.open(path, "wb") as f:  # 32 MB on one line (a log whose newlines were lost), then the NaN
+        f.write(b"I0101 10:00:00.000000 1 solver.cpp:228] Iteration 0, loss = 2.3\n")
+        f.write(b"x" * (32 << 20) + b"\n")
+        f.write(b"I0101 10:00:00.000000 1 solver.cpp:228] Iteration 20, loss = nan\n")
+    tracemalloc.start()
+    try:
+        code = doctor_main([str(path), "--json"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["iteration"] == 20
+    assert any("read up to that length" in e for e in report["evidence"])
+    assert peak < 4 << 20, f"peak {peak} bytes for a 32 MB line"
+
+
+def test_input_with_no_caffe_line_at_all_is_the_only_refusal(tmp_path, capsys):
+    (tmp_path / "outputs.log").write_text("Train net output #0: loss = nan (* 1 = nan loss)\n")
+    (tmp_path / "prose.txt").write_text("my loss is nan, why?\n")
+    assert doctor_main([str(tmp_path / "outputs.log")]) == 1
+    assert doctor_main([str(tmp_path / "prose.txt")]) == 2
+    assert "prose.txt: no Caffe line in 1 lines" in capsys.readouterr().err
+
+
+def test_the_plot_of_an_excerpt_with_no_iteration(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    log = tmp_path / "outputs.log"
+    log.write_text(
+        "Train net output #0: loss = 2.5 (* 1 = 2.5 loss)\nTrain net output #0: loss = nan (* 1 = nan loss)\n"
+    )
+    png = tmp_path / "outputs.png"
+    assert doctor_main([str(log), "--plot", str(png)]) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "first NaN/Inf at an unknown iteration (excerpt)" in capsys.readouterr().out
+
+
+def test_the_plateau_without_glog_prefixes_is_a_finding(tmp_path, capsys):
+    log = tmp_path / "pasted.log"
+    log.write_text(
+        "Iteration 0, loss = 87.3366\nIteration 1000, loss = 8.26466\nIteration 1000, lr = 0.001\n"
+    )
+    assert doctor_main([str(log), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["first"]["kind"], report["iteration"]) == ("saturated", 0)

@@ -360,3 +360,20 @@ def test_out_never_overwrites_an_input(caffe, tmp_path, capsys):
         "give another --out (it holds the --weights file)",
     ]
     assert solver.read_text() == before and weights.read_bytes() == b""
+
+
+def test_the_cause_is_decided_on_the_facts_not_on_their_wording():
+    """Which part of the step went bad is a field, read by the decision; the sentences only report it."""
+    from caffe_nanlayers.diagnose.locate import Observed
+
+    assert not Observed(lr=0.01)
+    update_only = Observed(lr=0.01, bad_params=[("fc1[0]", None)])
+    assert update_only and update_only.only_in_update and not update_only.in_forward_or_backward
+    both = Observed(lr=0.01, bad_losses={"loss": float("nan")}, bad_params=[("fc1[0]", None)])
+    assert both.in_forward_or_backward and not both.only_in_update
+    assert Observed(lr=float("nan")).lines() == ["lr = nan"]
+    division = Observed(lr=float("nan"), lr_division_by_zero=True)
+    assert division.lines()[0].startswith("lr: integer division by zero")
+    assert (
+        choose_cause(division.lr, None, None, None, 0, update_overflow=division.only_in_update) == "lr_policy"
+    )

@@ -25,6 +25,8 @@ class Diagnosis:
     also_possible: list[Cause] = dataclasses.field(default_factory=list)
     evidence: list[str] = dataclasses.field(default_factory=list)
     details: dict = dataclasses.field(default_factory=dict)  # tool-specific, JSON-ready
+    confidence: str | None = None  # of the cause: "high" | "medium" | "low" (doctor)
+    next_steps: list[str] = dataclasses.field(default_factory=list)  # what to collect when unsure
 
     @property
     def exit_code(self) -> int:
@@ -38,8 +40,10 @@ class Diagnosis:
             "summary": self.summary,
             "iteration": self.iteration,
             "cause": self.cause.as_dict() if self.cause else None,
+            "confidence": self.confidence,
             "also_possible": [c.as_dict() for c in self.also_possible],
             "evidence": list(self.evidence),
+            "next_steps": list(self.next_steps),
             **self.details,
         }
 
@@ -51,9 +55,13 @@ class Diagnosis:
         for item in self.evidence:
             lines.append(f"  - {item}")
         if self.cause:
-            lines.append(f"probable cause [{self.cause.id}]: {self.cause.title}")
+            sure = f" ({self.confidence} confidence)" if self.confidence else ""
+            lines.append(f"probable cause [{self.cause.id}]{sure}: {self.cause.title}")
             lines.append(f"  why: {self.cause.explanation}")
             lines.append(f"  fix: {self.cause.fix}")
         for other in self.also_possible:
             lines.append(f"also possible [{other.id}]: {other.title}; fix: {other.fix}")
+        if self.next_steps:
+            lines.append("to tell the causes apart:" if self.confidence != "high" else "next:")
+            lines += [f"  - {step}" for step in self.next_steps]
         return "\n".join(lines)

@@ -182,6 +182,68 @@ class _Watch:
             self._watch_loss_gradients()
 
 
+@dataclasses.dataclass
+class Observed:
+    """What went non-finite at the iteration locate stopped at, as facts.
+
+    The decision reads these fields; the sentences of ``lines`` are only how
+    the report words them, so rewording one never changes a diagnosis.
+    """
+
+    lr: float | None = None
+    lr_division_by_zero: bool = False
+    check_error: NonFiniteError | None = None
+    bad_losses: dict[str, float] = dataclasses.field(default_factory=dict)
+    bad_gradients: list[tuple[str, object]] = dataclasses.field(default_factory=list)
+    bad_params: list[tuple[str, object]] = dataclasses.field(default_factory=list)
+
+    @property
+    def lr_bad(self) -> bool:
+        return self.lr is not None and not math.isfinite(self.lr)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.lr_division_by_zero
+            or self.check_error
+            or self.lr_bad
+            or self.bad_losses
+            or self.bad_gradients
+            or self.bad_params
+        )
+
+    @property
+    def in_forward_or_backward(self) -> bool:
+        """The net itself made the value (a replay can name the layer), not the update."""
+        return bool(self.check_error is not None or self.bad_losses or self.bad_gradients)
+
+    @property
+    def only_in_update(self) -> bool:
+        """lr, loss and gradients finite, the weights not after the update: the update overflowed."""
+        return bool(self.bad_params) and not self.in_forward_or_backward
+
+    def lines(self) -> list[str]:
+        if self.lr_division_by_zero:
+            return ["lr: integer division by zero (stepsize 0), Caffe would die with SIGFPE"]
+        if self.check_error is not None:
+            error = self.check_error
+            return [f"the net's own check {error.layer} fired ({error.direction})"]
+        lines = []
+        if self.lr_bad:
+            lines.append(f"lr = {self.lr}")
+        if self.bad_losses:
+            lines.append("loss " + ", ".join(f"{n} = {v}" for n, v in self.bad_losses.items()))
+        if self.bad_gradients:
+            lines.append(
+                "gradients non-finite: "
+                + "; ".join(f"{p}: {s.describe()}" for p, s in self.bad_gradients[:3])
+            )
+        if self.bad_params:
+            lines.append(
+                "weights after the update non-finite: " + ", ".join(p for p, _ in self.bad_params[:5])
+            )
+        return lines
+
+
 def _bad_params(watch: _Watch) -> list[tuple[str, object]]:
     return [
         (f"{name}[{i}]", nonfinite_stats(blob.data))
@@ -258,8 +320,7 @@ def _train(report, caffe, options, resolved, out_dir, solver_path, python_layers
     schedule = _schedule(resolved.solver)
     limit = options.max_iter or resolved.solver.max_iter or DEFAULT_MAX_ITER
     loss_history: list[float] = []
-    observed: list[str] = []
-    check_error: NonFiniteError | None = None
+    observed = Observed()
     lr = None
     start = solver.iter
     while solver.iter < start + limit:
@@ -267,16 +328,15 @@ def _train(report, caffe, options, resolved, out_dir, solver_path, python_layers
         try:
             lr = schedule.rate(iteration)
         except ZeroDivisionError:
-            observed.append("lr: integer division by zero (stepsize 0), Caffe would die with SIGFPE")
             lr = math.nan
+            observed = Observed(lr=lr, lr_division_by_zero=True)
             break
         except ValueError:
             lr = None  # a policy we do not compute: Caffe will say what is wrong with it
         try:
             solver.step(1)
         except NonFiniteError as error:  # the user's own CheckFiniteLayer fired
-            check_error = error
-            observed.append(f"the net's own check {error.layer} fired ({error.direction})")
+            observed = Observed(lr=lr, check_error=error)
             break
         except UserError:
             raise
@@ -287,30 +347,21 @@ def _train(report, caffe, options, resolved, out_dir, solver_path, python_layers
             raise UserError(f"training stopped at iteration {iteration}: {blamed}") from None
         if iteration % 100 == 0:
             report(f"iteration {iteration}: loss {sum(watch.losses.values()):.6g}")
-        bad_losses = {n: v for n, v in watch.losses.items() if not math.isfinite(v)}
-        bad_params = _bad_params(watch)
-        if lr is not None and not math.isfinite(lr):
-            observed.append(f"lr = {lr}")
-        if bad_losses:
-            observed.append("loss " + ", ".join(f"{n} = {v}" for n, v in bad_losses.items()))
-        if watch.bad_gradients:
-            observed.append(
-                "gradients non-finite: "
-                + "; ".join(f"{p}: {s.describe()}" for p, s in watch.bad_gradients[:3])
-            )
-        if bad_params:
-            observed.append("weights after the update non-finite: " + ", ".join(p for p, _ in bad_params[:5]))
+        observed = Observed(
+            lr=lr,
+            bad_losses={n: v for n, v in watch.losses.items() if not math.isfinite(v)},
+            bad_gradients=list(watch.bad_gradients),
+            bad_params=_bad_params(watch),
+        )
         if observed:
             break
         loss_history.append(sum(watch.losses.values()))
     else:
         return _clean(options, resolved, solver.iter - start, loss_history)
-    if check_error is not None:  # raised inside forward/backward: the weights were not updated
+    if observed.check_error is not None:  # raised inside forward/backward: the weights were not updated
         for (_, _, blob), good in zip(watch.params, watch.last_good):
             np.copyto(good, blob.data)
-    return _diagnose(
-        caffe, options, resolved, watch, out_dir, iteration, lr, observed, loss_history, check_error
-    )
+    return _diagnose(caffe, options, resolved, watch, out_dir, iteration, observed, loss_history)
 
 
 def _clean(options, resolved, steps: int, losses: list[float]) -> Diagnosis:
@@ -332,117 +383,170 @@ def _save_weights(net, watch: _Watch, path: Path) -> Path:
     return path
 
 
-def _diagnose(caffe, options, resolved, watch, out_dir, iteration, lr, observed, losses, check_error):
-    net = watch.net
-    weights_path = _save_weights(net, watch, out_dir / f"last_good_iter{iteration}.caffemodel")
+@dataclasses.dataclass
+class Facts:
+    """Everything the cause is decided on, and the report worded from."""
+
+    iteration: int
+    observed: Observed
+    producer: Producer | None
+    replay_stayed_finite: bool
+    grad_norms: list[float]
+    grad_growth: float | None
+    losses: list[float]
+    loss_growth: float | None
+    exploded: list[tuple[str, float]]  # (param, growth of its gradient norm), largest first
+    last_norms: dict[str, float]
+    loss_spike: dict | None
+    loss_layers: set[str]
+    momentum: float
+
+    def cause_id(self) -> str:
+        return choose_cause(
+            self.observed.lr,
+            self.grad_growth,
+            self.loss_growth,
+            self.producer,
+            self.iteration,
+            loss_spike=self.loss_spike,
+            loss_layers=self.loss_layers,
+            update_overflow=self.observed.only_in_update,
+        )
+
+
+def _diagnose(caffe, options, resolved, watch, out_dir, iteration, observed: Observed, losses) -> Diagnosis:
+    weights_path = _save_weights(watch.net, watch, out_dir / f"last_good_iter{iteration}.caffemodel")
     saved = {"weights": str(weights_path)}
-    forward_or_backward = check_error is not None or any(
-        o.startswith(("loss", "gradients")) for o in observed
+    producer = None
+    if observed.in_forward_or_backward:
+        producer = _replay(caffe, resolved, watch.net, out_dir, weights_path, saved)
+    facts = _facts(resolved, watch, iteration, observed, losses, producer)
+    saved["report"] = str(out_dir / "report.json")
+    diagnosis = Diagnosis(
+        "locate",
+        options.solver,
+        True,
+        _summary(facts),
+        iteration=iteration,
+        cause=cause(facts.cause_id()),
+        evidence=_evidence(facts, saved),
     )
-    producer: Producer | None = None
-    replay_note = None
-    if forward_or_backward:
-        instrumented = instrument_net(resolved.net, mode="dump", dump_dir=str(out_dir / "dumps"))
-        replay_path = out_dir / "replay_net.prototxt"
-        outcome = replay(caffe, instrumented, resolved.net, _batch(net), str(weights_path), str(replay_path))
-        producer = outcome.producer
-        saved["replay_net"] = str(replay_path)
-        if producer is not None and producer.dump_path:
-            saved["dump"] = producer.dump_path
-        if producer is None:
-            replay_note = (
-                "the replay with the last good weights and the same batch stayed finite: the NaN depends on "
-                "more than those (Dropout's random mask, a stateful Python layer, iter_size > 1)"
-            )
-    grad_growth = trend.growth(watch.grad_norms[:-1] if observed else watch.grad_norms)
-    loss_growth = trend.growth(losses)
+    diagnosis.details = _details(facts, saved)
+    write_atomic(saved["report"], diagnosis.to_json() + "\n")
+    return diagnosis
+
+
+def _replay(caffe, resolved, net, out_dir: Path, weights_path: Path, saved: dict) -> Producer | None:
+    """Replay the iteration with the last good weights and its batch; name the producing layer."""
+    instrumented = instrument_net(resolved.net, mode="dump", dump_dir=str(out_dir / "dumps"))
+    replay_path = out_dir / "replay_net.prototxt"
+    outcome = replay(caffe, instrumented, resolved.net, _batch(net), str(weights_path), str(replay_path))
+    saved["replay_net"] = str(replay_path)
+    if outcome.producer is not None and outcome.producer.dump_path:
+        saved["dump"] = outcome.producer.dump_path
+    return outcome.producer
+
+
+def _facts(resolved, watch: _Watch, iteration: int, observed: Observed, losses, producer) -> Facts:
     exploded = [
         (label, watch.last_norms[label] / first)
         for label, first in watch.first_norms.items()
-        if first > 0 and watch.last_norms.get(label, 0) / first >= trend.EXPLOSION_FACTOR
+        if first > 0 and trend.is_explosion(watch.last_norms.get(label, 0) / first)
     ]
     exploded.sort(key=lambda e: -e[1])
-    spike = watch.loss_spike
-    loss_layers = set(watch.loss_layers)
-    # lr, loss and gradients finite, the weights not after the update: the update itself overflowed.
-    update_overflow = not forward_or_backward and any(
-        o.startswith("weights after the update") for o in observed
-    )
-    cause_id = choose_cause(
-        lr,
-        grad_growth,
-        loss_growth,
-        producer,
-        iteration,
-        loss_spike=spike,
-        loss_layers=loss_layers,
-        update_overflow=update_overflow,
+    return Facts(
+        iteration=iteration,
+        observed=observed,
+        producer=producer,
+        replay_stayed_finite=observed.in_forward_or_backward and producer is None,
+        grad_norms=list(watch.grad_norms),
+        # The norm of the iteration that went bad is inf: the growth is read over the ones before.
+        grad_growth=trend.growth(watch.grad_norms[:-1] if observed else watch.grad_norms),
+        losses=losses,
+        loss_growth=trend.growth(losses),
+        exploded=exploded,
+        last_norms=dict(watch.last_norms),
+        loss_spike=watch.loss_spike,
+        loss_layers=set(watch.loss_layers),
+        momentum=resolved.solver.momentum,
     )
 
+
+def _summary(facts: Facts) -> str:
+    lr = facts.observed.lr
     lr_text = "unknown" if lr is None else f"{lr:g}"
-    summary = f"first NaN/Inf at iteration {iteration} (lr {lr_text})"
-    if producer is not None:
+    summary = f"first NaN/Inf at iteration {facts.iteration} (lr {lr_text})"
+    if facts.producer is not None:
+        producer = facts.producer
         summary += f": produced by layer {producer.layer} ({producer.layer_type}), {producer.direction}"
-    evidence = [f"observed at iteration {iteration}: {o}" for o in observed]
-    if producer is not None:
+    return summary
+
+
+def _evidence(facts: Facts, saved: dict) -> list[str]:
+    iteration, lr = facts.iteration, facts.observed.lr
+    evidence = [f"observed at iteration {iteration}: {o}" for o in facts.observed.lines()]
+    if facts.producer is not None:
         evidence.append(
             f"replay of iteration {iteration} (last good weights, same batch): "
-            "first non-finite value made by " + producer.describe()
+            "first non-finite value made by " + facts.producer.describe()
         )
-    if replay_note:
-        evidence.append(replay_note)
-    if update_overflow and watch.last_norms and lr is not None and math.isfinite(lr):
-        label, norm = max(watch.last_norms.items(), key=lambda item: item[1])
-        momentum = resolved.solver.momentum
+    if facts.replay_stayed_finite:
+        evidence.append(
+            "the replay with the last good weights and the same batch stayed finite: the NaN depends on "
+            "more than those (Dropout's random mask, a stateful Python layer, iter_size > 1)"
+        )
+    if facts.observed.only_in_update and facts.last_norms and lr is not None and math.isfinite(lr):
+        label, norm = max(facts.last_norms.items(), key=lambda item: item[1])
         evidence.append(
             f"loss and gradients finite at iteration {iteration}, weights not after the update: "
             f"lr {lr:g} × the gradient of {label} (L2 norm {norm:.4g}) = {lr * norm:.3g}"
-            + (f", with momentum {momentum:g}" if momentum else "")
+            + (f", with momentum {facts.momentum:g}" if facts.momentum else "")
             + "; float32 ends at 3.4e38"
         )
+    spike = facts.loss_spike
     if spike is not None:
         evidence.append(
             f"at iteration {spike['iteration']} loss layer {spike['layer']} "
             f"({spike['type']}) sent back a gradient of {spike['gradient']:.3g} to {spike['bottom']} while "
             f"its loss was {spike['loss']:.4g}: it divides by an input clamped near 0"
         )
-    if grad_growth is not None and len(watch.grad_norms) > 1:
+    if facts.grad_growth is not None and len(facts.grad_norms) > 1:
         evidence.append(
-            f"gradient L2 norm over the {len(watch.grad_norms) - 1} iterations before: "
-            f"grew {grad_growth:.3g}x "
-            f"(from {watch.grad_norms[0]:.4g} to {_last_finite(watch.grad_norms):.4g})"
+            f"gradient L2 norm over the {len(facts.grad_norms) - 1} iterations before: "
+            f"grew {facts.grad_growth:.3g}x "
+            f"(from {facts.grad_norms[0]:.4g} to {trend.last_finite(facts.grad_norms):.4g})"
         )
-    if loss_growth is not None:
-        evidence.append(f"loss before: grew {loss_growth:.3g}x (from {losses[0]:.4g} to {losses[-1]:.4g})")
-    for label, factor in exploded[:3]:
+    if facts.loss_growth is not None:
+        losses = facts.losses
+        evidence.append(
+            f"loss before: grew {facts.loss_growth:.3g}x (from {losses[0]:.4g} to {losses[-1]:.4g})"
+        )
+    for label, factor in facts.exploded[:3]:
         evidence.append(f"gradient norm of {label} grew {factor:.3g}x")
-    report_path = out_dir / "report.json"
-    saved["report"] = str(report_path)
-    written = [f"the last good weights {weights_path}"]
+    written = [f"the last good weights {saved['weights']}"]
     if "replay_net" in saved:
         written.append(f"the replay net {saved['replay_net']}")
     if "dump" in saved:
         written.append(f"the offending blob {saved['dump']}")
-    evidence.append(f"saved {', '.join(written)}; this report as JSON in {report_path}")
-    details = {
+    evidence.append(f"saved {', '.join(written)}; this report as JSON in {saved['report']}")
+    return evidence
+
+
+def _details(facts: Facts, saved: dict) -> dict:
+    lr = facts.observed.lr
+    return {
         "lr": lr if lr is not None and math.isfinite(lr) else (None if lr is None else str(lr)),
-        "observed": observed,
-        "producer": producer.as_dict() if producer else None,
+        "observed": facts.observed.lines(),
+        "producer": facts.producer.as_dict() if facts.producer else None,
         "norms": {
-            "gradient_l2": [n if math.isfinite(n) else str(n) for n in watch.grad_norms[-20:]],
-            "gradient_growth": grad_growth,
-            "loss_growth": loss_growth,
-            "exploded_params": [{"param": p, "growth": g} for p, g in exploded[:10]],
+            "gradient_l2": [n if math.isfinite(n) else str(n) for n in facts.grad_norms[-20:]],
+            "gradient_growth": facts.grad_growth,
+            "loss_growth": facts.loss_growth,
+            "exploded_params": [{"param": p, "growth": g} for p, g in facts.exploded[:10]],
         },
         "saved": saved,
-        "loss_gradient_spike": spike,
+        "loss_gradient_spike": facts.loss_spike,
     }
-    diagnosis = Diagnosis(
-        "locate", options.solver, True, summary, iteration=iteration, cause=cause(cause_id), evidence=evidence
-    )
-    diagnosis.details = details
-    write_atomic(report_path, diagnosis.to_json() + "\n")
-    return diagnosis
 
 
 def choose_cause(
@@ -468,9 +572,8 @@ def choose_cause(
         return "lr_policy"
     if loss_spike is not None:
         return "loss_layer"
-    for growth in (grad_growth, loss_growth):
-        if growth is not None and growth >= trend.EXPLOSION_FACTOR:
-            return "gradient_explosion"
+    if trend.is_explosion(grad_growth) or trend.is_explosion(loss_growth):
+        return "gradient_explosion"
     if update_overflow:
         return "update_overflow"
     if producer is not None:
@@ -487,7 +590,3 @@ def choose_cause(
         # weights the updates made: they grew too large in one or a few steps (lr far too high).
         return "fillers" if iteration == 0 else "gradient_explosion"
     return "initialization" if iteration == 0 else "bad_input"
-
-
-def _last_finite(values: list[float]) -> float:
-    return next((v for v in reversed(values) if math.isfinite(v)), math.nan)

@@ -34,11 +34,22 @@ _MARKED_POINTS = 50
 
 
 def _positive(series: Series) -> tuple[list[int], list[float]]:
-    points = [(i, abs(v)) for i, v in zip(series.iterations, series.values) if math.isfinite(v) and v != 0]
+    # readings of an excerpt printed before its first Iteration line have no iteration to draw at
+    points = [
+        (r.iteration, abs(r.value))
+        for r in series.kept()
+        if r.iteration is not None and math.isfinite(r.value) and r.value != 0
+    ]
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, title: str = "") -> None:
+def plot_log(
+    log: TrainingLog,
+    path: str | os.PathLike,
+    first_nan: int | None,
+    title: str = "",
+    sign_label: str = "first NaN/Inf",
+) -> None:
     """Write a PNG of the log's losses and learning rate to ``path`` (atomically)."""
     plt = _pyplot()
     figure, loss_axis = plt.subplots(figsize=(9, 5), dpi=100)
@@ -65,13 +76,13 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
             lr_axis.set_yticks([])
             lr_axis.set_ylabel("lr (never finite)")
         bad_lr = log.lrs.first_bad()
-        if bad_lr is not None:
+        if bad_lr is not None and bad_lr.iteration is not None:
             marker = [ys[-1] if ys else 1.0]
             lr_axis.plot([bad_lr.iteration], marker, "x", color="tab:gray", label="lr = NaN/Inf")
-        if first_nan is not None and not math.isnan(first_nan):
+        if first_nan is not None:
             loss_axis.axvline(first_nan, color="tab:red", linestyle=":", linewidth=1.5)
             loss_axis.annotate(
-                f"first NaN/Inf\niteration {first_nan}",
+                f"{sign_label}\niteration {first_nan}",
                 xy=(first_nan, 0.95),
                 xycoords=("data", "axes fraction"),
                 xytext=(5, 0),  # right of the line, where no loss is drawn (it is NaN there)
@@ -80,7 +91,7 @@ def plot_log(log: TrainingLog, path: str | os.PathLike, first_nan: int | None, t
                 va="top",
                 color="tab:red",
             )
-        logged = [i for s in (log.losses, log.lrs) for i in s.iterations]
+        logged = [i for s in (log.losses, log.lrs) for i in s.iterations if i is not None]
         if logged:  # NaN readings are not drawn, but were logged: the axis spans them too
             low, high = min(logged), max(logged)
             pad = max(0.5, 0.02 * (high - low))

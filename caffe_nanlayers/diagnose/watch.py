@@ -258,7 +258,10 @@ class Watch:
                     if reader.iteration is not None:
                         worker.start()  # training is under way: Caffe's own start-up is not slowed
                     status.update(reader)
-                process.drain()
+                for (
+                    raw
+                ) in process.lines():  # what Caffe wrote before it died: logged, and its snapshots noted
+                    reader.feed(raw.decode("utf-8", errors="replace"))
                 returncode = process.wait()
             except KeyboardInterrupt:
                 status.clear()

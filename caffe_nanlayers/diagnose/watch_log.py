@@ -18,7 +18,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 
-from caffe_nanlayers.diagnose import caffe_log, trend
+from caffe_nanlayers.diagnose import caffe_log
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 
 _SNAPSHOT_MODEL = re.compile(r"Snapshotting to (?:binary proto|HDF5) file (\S+)")
@@ -85,7 +85,12 @@ class Snapshot:
 
 
 class WatchReader:
-    """Feed it the log line by line; it answers with the first sign of a NaN, once."""
+    """Feed it the log line by line; it answers with the first sign of a NaN, once.
+
+    The sign is the doctor's incremental reader's (``caffe_log.LogReader``), so the watch and the
+    doctor never disagree on it; this class adds what the watch needs besides: the status line's
+    numbers, the snapshots Caffe announced, its FATAL line, whether it finished.
+    """
 
     def __init__(self):
         self.lines = 0
@@ -97,130 +102,100 @@ class WatchReader:
         self.fatal: str | None = None  # "message (file.cpp:12)"
         self.done = False  # Caffe printed "Optimization Done."
         self.sign: Sign | None = None
+        self.doctor = caffe_log.LogReader()
         self._solving: int | None = None  # where training starts, once Caffe says it is solving
-        self.start_up = caffe_log.TrainingLog()  # the solver's fields and the layer types printed at start
-        self._block = caffe_log._BlockReader()
-        self._testing = False  # inside a test pass: its debug lines are the test net's
         self._testing_at: int | None = None  # the iteration of the last test pass, until the next loss line
         self._pending_snapshot: Snapshot | None = None
+
+    @property
+    def solver_fields(self) -> dict[str, str]:
+        """The solver's parameters as Caffe printed them at start-up."""
+        return self.doctor.log.solver
 
     def feed(self, raw: str) -> Sign | None:
         """Read one line; the first sign (only once: later lines return None)."""
         self.lines += 1
         line = raw.rstrip("\r\n")
         self._settle_snapshot(line)
-        sign = self._read(line)
-        if sign is not None and self.sign is None:
-            self.sign = sign
-            return sign
+        self._read(line)
+        found = self.doctor.feed(raw)
+        if found is not None and self.sign is None:
+            self.sign = self._sign(found)
+            return self.sign
         return None
 
-    def _read(self, line: str) -> Sign | None:
+    def _sign(self, found) -> Sign:
+        """The doctor's sign in the watch's terms, with the iteration a live run knows."""
+        reading, debug = found.reading, found.debug
+        what = "saturated softmax" if found.kind == "saturated" else found.what
+        iteration = reading.iteration
+        if debug is not None:
+            # Debug lines come before their iteration's loss line: it is the next one displayed.
+            iteration = self._next_displayed()
+            return Sign(
+                iteration,
+                "debug_info",
+                reading.text,
+                reading.line,
+                debug.layer or None,
+                debug.blob,
+                debug.direction,
+            )
+        if iteration is None:
+            iteration = self._at()
+        blob = found.what.removeprefix("train output ") if found.what.startswith("train output") else None
+        return Sign(iteration, what, reading.text, reading.line, blob=blob)
+
+    def _read(self, line: str) -> None:
         prefix = caffe_log._GLOG_PREFIX.match(line)
-        if self._block.kind is not None:
-            if prefix or not line.strip():
-                self._block.kind = None
-            else:
-                self._block.feed(line, self.start_up)
-                return None
         body = line[prefix.end() :] if prefix else line
-        if caffe_log._SOLVER_BLOCK in body:
-            self._block.start("solver")
-            return None
-        if caffe_log._NET_BLOCK in body:
-            self._block.start("net")
-            return None
         if line.startswith("F"):
             fatal = _FATAL.match(line)
             if fatal:
                 self.fatal = f"{fatal.group(2).strip()} ({fatal.group(1)})"
-                return None
+                return
         if "Snapshotting" in body:
             self._read_snapshot(body)
-            return None
-        if _DONE in body:
+        elif _DONE in body:
             self.done = True
-            return None
-        if body.startswith(_SOLVING):
+        elif body.startswith(_SOLVING):
             self._solving = 0
-            return None
-        if body.startswith(_RESTORING):
+        elif body.startswith(_RESTORING):
             number = _SNAPSHOT_ITER.search(body.strip())
             self._solving = int(number.group(1)) if number else self._solving
-            return None
-        if "Iteration" in body:
-            return self._read_iteration(body)
-        if self._testing and any(end in body for end in caffe_log._TEST_PASS_END):
-            self._testing = False
-        if "net output #" in body:
-            match = caffe_log._OUTPUT.search(body)
-            if match:
-                value = caffe_log.parse_number(match.group(4))
-                phase = "test" if match.group(1) == "Test" or self._testing else "train"
-                if value is not None and not math.isfinite(value):
-                    return Sign(self._at(), f"{phase} output {match.group(3)}", match.group(4), self.lines)
-                weighted = match.group(5) is not None and caffe_log.parse_number(match.group(5))
-                if phase == "train" and weighted and trend.saturated_softmax([value]):
-                    # A loss output pinned at -log(FLT_MIN): its softmax saturated, whatever the total says.
-                    return Sign(
-                        self._at(), "saturated softmax", match.group(4), self.lines, blob=match.group(3)
-                    )
-            return None
-        if "[" in body and not self._testing:
-            debug = caffe_log._debug_reading(body, self.lines)
-            if debug is not None and not debug.finite:
-                # Debug lines come before their iteration's loss line: it is the next one displayed.
-                iteration = self._next_displayed()
-                return Sign(
-                    iteration,
-                    "debug_info",
-                    debug.text,
-                    self.lines,
-                    debug.layer or None,
-                    debug.blob,
-                    debug.direction,
-                )
-        return None
+        elif "Iteration" in body:
+            self._read_iteration(body)
 
-    def _read_iteration(self, body: str) -> Sign | None:
+    def _read_iteration(self, body: str) -> None:
         match = caffe_log._TESTING.search(body)
         if match:
-            self.iteration, self._testing = int(match.group(1)), True
-            self._testing_at = self.iteration
-            return None
+            self.iteration = self._testing_at = int(match.group(1))
+            return
         match = caffe_log._LOSS.search(body)
         if match:
-            self._testing, self._testing_at = False, None
+            self._testing_at = None
             self.iteration = int(match.group(1))
             value = caffe_log.parse_number(match.group(2))
-            if value is None:
-                return None
-            self.loss = value
-            if not math.isfinite(value):
-                return Sign(self.iteration, "loss", match.group(2), self.lines)
-            self.losses.append(value)
-            if trend.saturated_softmax([value]):
-                return Sign(self.iteration, "saturated softmax", match.group(2), self.lines)
-            return None
+            if value is not None:
+                self.loss = value
+                if math.isfinite(value):
+                    self.losses.append(value)
+            return
         match = caffe_log._LR.search(body)
         if match:
             value = caffe_log.parse_number(match.group(2))
-            if value is None:
-                return None
-            self.lr = value
-            if not math.isfinite(value):
-                return Sign(int(match.group(1)), "lr", match.group(2), self.lines)
-        return None
+            if value is not None:
+                self.lr = value
 
     def _at(self) -> int | None:
         if self.iteration is not None:
             return self.iteration
         return self._solving
 
-    def _next_displayed(self) -> int:
+    def _next_displayed(self) -> int | None:
         if self.iteration is None or self._testing_at == self.iteration:
             return self._at()  # before the first loss line, or right after the test pass of this iteration
-        display = caffe_log.parse_number(self.start_up.solver.get("display", "1")) or 1
+        display = caffe_log.parse_number(self.solver_fields.get("display", "1")) or 1
         return self.iteration + max(1, int(display))
 
     def _read_snapshot(self, body: str) -> None:

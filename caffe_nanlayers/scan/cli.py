@@ -14,6 +14,7 @@ from caffe_nanlayers.errors import run_command
 from caffe_nanlayers.scan.progress import Progress
 from caffe_nanlayers.scan.report import format_json, format_text
 from caffe_nanlayers.scan.scanner import DEFAULT_PYTHON_BATCHES, scan
+from caffe_nanlayers.scan.workers import default_workers
 
 EPILOG = (
     "Exit codes: 0 all records clean, 1 bad records found, 2 usage or input error. "
@@ -74,6 +75,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "--format", choices=("text", "json"), default="text", help="report format (default text)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=default_workers(),
+        metavar="N",
+        help="processes that split LMDB and LevelDB sources by key range and HDF5 lists by file "
+        "(default: this machine's cores, here %(default)s)",
+    )
+    parser.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="read every record through Caffe's own data layers in one process (slower; the reference "
+        "the fast path is tested against)",
+    )
     return parser
 
 
@@ -101,6 +116,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
             limit=args.limit,
             python_batches=args.python_batches,
             on_progress=None if args.quiet else on_progress,
+            workers=None if args.no_fast_path else args.workers,
         )
         end_progress_line()
         sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))

@@ -28,6 +28,7 @@ from caffe_nanlayers.scan.scan_net import (
     layers_in_phase,
 )
 from caffe_nanlayers.scan.sources import Source, open_source
+from caffe_nanlayers.scan.workers import scan_in_parallel
 
 DEFAULT_PYTHON_BATCHES = 100
 
@@ -68,17 +69,24 @@ def scan(
     limit: int | None = None,
     python_batches: int = DEFAULT_PYTHON_BATCHES,
     on_progress=None,
+    workers: int | None = None,
 ) -> ScanReport:
-    """Scan the datasets read by ``path``'s data layers in ``phase``; progress to ``on_progress``."""
+    """Scan the datasets read by ``path``'s data layers in ``phase``; progress to ``on_progress``.
+
+    ``workers`` processes split the sources that can be split (``workers``, ``partition``);
+    None (the default here; the command defaults to the cores) reads every source through
+    Caffe's own data layers in one process.
+    """
     phase_name = _phase_name(phase)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, not {limit}")
-    # The Caffe child imports pycaffe (about a second) while this process reads and checks the datasets.
-    with IsolatedWorker(warm_up=(import_caffe,)) as worker:
-        return _scan(worker, path, phase_name, limit, python_batches, on_progress)
+    # The Caffe child imports pycaffe (about a second) while this process reads and checks the datasets;
+    # not when workers may scan instead: leaving it would wait for an import that nothing uses.
+    with IsolatedWorker(warm_up=(import_caffe,) if workers is None else ()) as worker:
+        return _scan(worker, path, phase_name, limit, python_batches, on_progress, workers)
 
 
-def _scan(worker, path, phase_name, limit, python_batches, on_progress) -> ScanReport:
+def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=None) -> ScanReport:
     resolved = read_net_or_solver(path, which="train" if phase_name == "TRAIN" else "test")
     pb2 = caffe_pb2()
     phase_value = pb2.TRAIN if phase_name == "TRAIN" else pb2.TEST
@@ -125,7 +133,12 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress) -> ScanR
             ],
         }
         scan_net = build_scan_net(copies, config, pb2)
-        findings, scanned = _run(
+        parallel = None
+        if workers is not None:
+            parallel = scan_in_parallel(
+                sources, copies, planned, config, workers, Path(workdir), pb2, phase_name, on_progress
+            )
+        findings, scanned = parallel or _run(
             worker, scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2
         )
         bad = _bad_records(findings, sources)

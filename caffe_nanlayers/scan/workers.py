@@ -1,0 +1,180 @@
+"""Run the ranges of a parallel scan in worker processes, and merge what they find into one pass.
+
+Each task runs in its own fresh interpreter (``isolate.IsolatedWorker``), as
+the single-process scan's Caffe child does: a Caffe CHECK in one worker ends
+that worker, not the command. A thread per worker slot feeds it tasks and
+relays its progress; the parent adds up the records of every worker for
+one progress display, and shifts each worker's record positions by the
+start of its range, so the findings are the single pass's. Memory stays
+bounded in every worker: records are streamed, and only findings are kept.
+
+Ctrl-C (or the first worker that fails) stops every worker: the children
+ignore SIGINT, so the parent kills each one that is still running before it
+lets the interrupt through, and no child outlives the command.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+
+from caffe_nanlayers.caffe_net import import_caffe
+from caffe_nanlayers.isolate import IsolatedWorker
+from caffe_nanlayers.scan import fast_path, partition, runner
+
+JOIN_POLL_S = 0.1
+
+
+def default_workers() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class HandedOver(Exception):
+    """A worker met a record only Caffe's own layer may judge: the scan reads the pass through Caffe."""
+
+    def __init__(self, source: int, record: int, why: str):
+        super().__init__(f"source {source} record {record} {why}")
+        self.source, self.record, self.why = source, record, why
+
+
+class _Pool:
+    def __init__(self, tasks, workers: int, on_records):
+        self.tasks = queue.Queue()
+        for number, task in enumerate(tasks):
+            self.tasks.put((number, task))
+        self.results: dict[int, object] = {}
+        self.findings: list[dict] = []
+        self.done = [0] * len(tasks)
+        self.failure: BaseException | None = None
+        self.live: set[IsolatedWorker] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.on_records = on_records
+        self.threads = [threading.Thread(target=self._serve, daemon=True) for _ in range(workers)]
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                number, task = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = self._run(number, task)
+            except BaseException as exc:
+                with self.lock:
+                    if self.failure is None and not self.stopping.is_set():
+                        self.failure = exc
+                self.stop()
+                return
+            with self.lock:
+                self.results[number] = result
+            if task.kind == "fast" and result is not None and result["handover"] is not None:
+                record, why = result["handover"]
+                with self.lock:
+                    if self.failure is None:
+                        self.failure = HandedOver(task.source, task.start + record, why)
+                self.stop()  # the pass goes to Caffe: the other ranges are not needed
+                return
+
+    def _run(self, number: int, task):
+        # A fast worker imports pycaffe only if a record needs it; Caffe's layer always does.
+        worker = IsolatedWorker(warm_up=(import_caffe,) if task.kind == "caffe" else ())
+        with self.lock:
+            if self.stopping.is_set():
+                worker.close()
+                return None
+            self.live.add(worker)
+
+        def receive(message):
+            _, _, records_done, new_findings = message
+            with self.lock:
+                for finding in new_findings:
+                    finding["source"] = task.source
+                    finding["record"] += task.start
+                self.findings.extend(new_findings)
+                self.done[number] = records_done
+                # Under the lock, and never once stopping: the display neither goes backwards nor
+                # draws after the line that says the scan was interrupted.
+                if self.on_records is not None and not self.stopping.is_set():
+                    self.on_records(sum(self.done))
+
+        try:
+            with worker:
+                # A worker that dies (a Caffe CHECK, the kernel's OOM killer) is named with its range.
+                function = fast_path.scan_range if task.kind == "fast" else runner.run_scan_net
+                return worker.run(function, *task.args, on_message=receive, context=task.describe())
+        finally:
+            with self.lock:
+                self.live.discard(worker)
+
+    def stop(self) -> None:
+        """Kill every running worker (they ignore Ctrl-C, so that only the parent decides)."""
+        self.stopping.set()
+        with self.lock:
+            live = list(self.live)
+        for worker in live:
+            # Only the process is ended here: the thread that runs the worker sees it die and closes
+            # its pipe and files itself (closing them from here too would close a descriptor twice).
+            worker._kill()
+
+    def run(self) -> None:
+        try:
+            for thread in self.threads:
+                thread.start()
+            for thread in self.threads:
+                while thread.is_alive():
+                    thread.join(JOIN_POLL_S)  # a timed join lets Ctrl-C reach this thread
+        except BaseException:
+            self.stop()
+            raise
+        if self.failure is not None:
+            raise self.failure
+
+
+def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[int]]:
+    """Run ``tasks`` (``partition.Task``) on ``workers`` processes: the findings and the records per source.
+
+    Findings come back with their source's index and their position in its pass, in no
+    particular order (the scanner sorts them). ``on_records(total)`` hears the records done by
+    all workers together. Raises ``HandedOver`` when a worker met a record for Caffe to judge.
+    """
+    pool = _Pool(tasks, max(1, min(workers, len(tasks))), on_records)
+    pool.run()
+    scanned = [0] * (1 + max((task.source for task in tasks), default=-1))
+    for number, task in enumerate(tasks):
+        result = pool.results[number]
+        scanned[task.source] += result["records"] if task.kind == "fast" else result[0]
+    return sorted(pool.findings, key=_pass_order), scanned
+
+
+def scan_in_parallel(sources, copies, planned, config, workers, workdir, pb2, phase_name, on_progress):
+    """The findings and records per source of the scan run by ``workers`` processes, or None.
+
+    None when a source cannot be split (the scan then runs in one Caffe process as before), or
+    when a worker met a record only Caffe may judge (the scan hands the pass to Caffe, whose
+    answer, often the CHECK that stops it, is the one a single process gives).
+    """
+    label_of = {bottom["top"]: bottom["label"] for bottom in config["bottoms"]}
+    tasks = partition.plan(sources, copies, planned, label_of, workers, workdir, pb2, phase_name)
+    if tasks is None or (all(t.kind == "caffe" for t in tasks) and len(tasks) == len(sources)):
+        return None  # nothing to split: Caffe's own single pass is the same work
+    total = sum(planned)
+
+    def on_records(done: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total, "records")
+
+    try:
+        return run_tasks(tasks, workers, on_records)
+    except HandedOver:
+        return None
+
+
+def _pass_order(finding: dict) -> tuple:
+    """The order of one Caffe pass: by record, and within a record as the worker found them (top by top)."""
+    return (finding["source"], finding["record"])
