@@ -2,12 +2,13 @@
 
 Watching a run means deciding on every line, as Caffe writes it, whether
 training has just gone bad: the first non-finite loss, output, ``lr`` or
-``debug_info`` value, or a loss pinned at -log(FLT_MIN). The same reader
-keeps what the status line shows (iteration, loss, lr), the snapshots Caffe
-announced and its last FATAL line. Its interface is narrow on purpose
-(``feed(line) -> Sign | None``): the numbers are read with the doctor's
-patterns and number parser, so the two never disagree on what a line says,
-and the doctor's verdict itself comes from ``verdict`` over the saved log.
+``debug_info`` value, or a loss pinned at -log(FLT_MIN). That decision is the
+doctor's incremental reader's (``caffe_log.LogReader``), so the two tools never
+disagree on it; this reader adds what only the watch needs: the status
+line's numbers (iteration, loss, lr), the snapshots Caffe announced (and
+whether it finished writing them), its last FATAL line, the iteration a live
+run is at when a line says none. The watch's ``Sign`` is a flat value for its
+report; the doctor's verdict comes from ``verdict`` over the saved log.
 """
 
 from __future__ import annotations
