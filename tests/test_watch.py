@@ -341,3 +341,30 @@ def test_shuffled_data_is_replayed_anyway_and_marked_approximate(caffe_binary, t
     assert replay["reasons"] == ["layer 'data' (HDF5Data): shuffle reorders the files and rows at random"]
     assert replay["error"] is None and replay["diagnosis"]["tool"] == "locate"
     assert replay["to_iteration"] == report["sign"]["iteration"]
+
+
+def test_a_resumed_run_counts_its_data_from_the_resume(caffe_binary, tmp_path, capsys, monkeypatch):
+    """caffe train -snapshot restarts the data at record 0: after a resume at 10, record 45 comes at 21.
+
+    The replay from snapshot 20 must skip 10 batches (20 - 10), not 20: then its iteration 21 reads
+    batch 11 of the resumed run's stream (records 44-47) again.
+    """
+    monkeypatch.chdir(tmp_path)
+    solver = make_run(
+        tmp_path,
+        'base_lr: 0.001\nlr_policy: "fixed"\nmax_iter: 10\ndisplay: 1\nsnapshot: 5\n',
+        records=50,
+        bad={45: np.inf},
+    )
+    code, report, _ = watch(caffe_binary, capsys)  # records 0-39: clean
+    assert code == 0, report
+    solver.write_text(solver.read_text().replace("max_iter: 10", "max_iter: 100000"))
+    (tmp_path / "run.log").rename(tmp_path / "first.log")
+    code, report, _ = watch(caffe_binary, capsys, flags=("-snapshot", "snap/run_iter_10.solverstate"))
+    assert code == 1, report
+    assert report["sign"]["iteration"] == 21
+    replay = report["replay"]
+    assert replay["start"]["iteration"] == 20
+    assert replay["skipped"] == [{"layer": "data", "records": 50, "batch_size": 4, "batches": 10}]
+    assert replay["diagnosis"]["iteration"] == 21
+    assert replay["diagnosis"]["producer"]["layer"] == "data"
