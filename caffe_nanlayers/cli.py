@@ -7,6 +7,7 @@ without numpy-heavy or Caffe imports.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -30,16 +31,14 @@ USAGE = (
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:  # a usage error: the usage goes to stderr, as argparse does
-        print(USAGE, file=sys.stderr)
-        return 2
-    if argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"caffe-nan: unknown subcommand {name!r}\n\n{USAGE}", file=sys.stderr)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        # A usage error is one line, as for every subcommand; --help has the whole usage.
+        print(f"caffe-nan: {_usage_error(argv[0] if argv else None)}", file=sys.stderr)
         return 2
+    name, rest = argv[0], argv[1:]
     module_name, _ = SUBCOMMANDS[name]
     try:
         module = importlib.import_module(module_name)
@@ -49,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     return module.main(rest, prog=f"caffe-nan {name}")
+
+
+def _usage_error(given: str | None) -> str:
+    expected = f"expected one of {', '.join(SUBCOMMANDS)}; see caffe-nan --help"
+    if given is None:
+        return f"no subcommand given ({expected})"
+    close = difflib.get_close_matches(given, SUBCOMMANDS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown subcommand {given!r} ({hint}{expected})"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ goes through, also makes Ctrl-C one line, exit 130).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -67,27 +68,72 @@ class UserError(Exception):
 
 
 def run_command(prog: str, body: Callable[[], int], error_prefix: str = "", on_exit=None) -> int:
-    """Run a command's ``body``: a ``UserError`` is one line on stderr and exit 2, Ctrl-C one line and 130.
+    """Run a command's ``body``: the one place where an exception becomes the promised line and exit code.
 
+    A ``UserError`` is one line on stderr and exit 2, and so is an ``OSError`` on a file that no
+    ``reading``/``writing`` named (a directory the user may not read); Ctrl-C is one line and
+    130; a reader of stdout that went away (``| head``) is 141 and no line at all.
     ``on_exit`` (if given) runs first on either way out, e.g. to end a progress bar's line.
     """
-    try:
-        code = body()
-        sys.stdout.flush()  # here, where a reader that went away is still ours to handle
-        return code
-    except UserError as exc:
-        message, code = f"{prog}: {error_prefix}{exc}", 2
-    except KeyboardInterrupt:
-        message, code = f"{prog}: interrupted", EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # Whoever read stdout is gone (`| head`): nothing more to tell it, and nothing to say about it.
-        # stdout now points nowhere, so that Python's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+    with _whole_writes_to_stdout():
+        try:
+            code = body()
+            sys.stdout.flush()  # here, where a reader that went away is still ours to handle
+            return code
+        except UserError as exc:
+            message, code = f"{prog}: {error_prefix}{exc}", 2
+        except KeyboardInterrupt:
+            message, code = f"{prog}: interrupted", EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # Whoever read stdout is gone (`| head`): nothing more to tell it, and nothing to say about it.
+            # stdout now points nowhere, so that Python's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+        except OSError as exc:
+            if exc.filename is None:  # not about a file: a bug of ours, with its traceback
+                raise
+            message, code = f"{prog}: {error_prefix}{os_error_text(exc)}", 2
     if on_exit is not None:
         on_exit()
     print(message, file=sys.stderr)
     return code
+
+
+def os_error_text(exc: OSError) -> str:
+    """'PATH: Permission denied' rather than '[Errno 13] Permission denied: 'PATH''."""
+    why = exc.strerror or str(exc)
+    if exc.filename is None:
+        return why
+    return f"{os.fsdecode(exc.filename)}: {why}"
+
+
+@contextlib.contextmanager
+def _whole_writes_to_stdout():
+    """Make every write to stdout whole, or fail with BrokenPipeError.
+
+    Under ``PYTHONUNBUFFERED=1`` (set by many container images) ``sys.stdout``
+    writes straight to the file descriptor, and a write that the pipe cuts
+    short returns a partial count that ``print`` ignores: the report would
+    be truncated without a word and the exit code would say all is well. A
+    buffered writer loops until all is written or the pipe breaks.
+    """
+    stream = sys.stdout
+    if not isinstance(getattr(stream, "buffer", None), io.RawIOBase):
+        yield  # already buffered (or captured, as by pytest)
+        return
+    buffered = io.TextIOWrapper(
+        open(stream.fileno(), "wb", closefd=False),  # noqa: SIM115 (detached below; fd 1 stays open)
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+    )
+    sys.stdout = buffered
+    try:
+        yield
+    finally:
+        sys.stdout = stream
+        with contextlib.suppress(OSError, ValueError):
+            buffered.flush()
 
 
 def refuse_to_overwrite(output, inputs, option: str) -> None:

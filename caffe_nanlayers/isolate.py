@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, os_error_text
 
 # glog: "F0117 10:00:00.123456 12345 hdf5.cpp:14] Check failed: ..." (severity letter and date,
 # time, thread, file:line); glog 0.6 and later write the year too: "F20240117".
@@ -53,7 +53,14 @@ class IsolatedError(RuntimeError):
 
 
 class CaffeStopped(UserError):
-    """The child died before answering (a Caffe CHECK, a signal): one line that says why."""
+    """The child died before answering (a Caffe CHECK, a signal): one line that says why.
+
+    ``exitcode`` is the child's (negative: the signal that killed it), None when not known.
+    """
+
+    def __init__(self, message: str = "", exitcode: int | None = None):
+        super().__init__(message)
+        self.exitcode = exitcode
 
 
 class _Reporter:
@@ -92,6 +99,16 @@ def _child_main() -> None:
         result = function(_Reporter(connection), *args, **kwargs)
     except UserError as exc:
         connection.send(("user_error", str(exc)))
+    except OSError as exc:
+        # A file the user gave that could not be read (a directory they may not enter): the same one
+        # line as run_command gives it in the parent; an OSError about no file is a bug, as below.
+        kind = "user_error" if exc.filename is not None else "bug"
+        text = (
+            os_error_text(exc)
+            if exc.filename is not None
+            else f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        )
+        connection.send((kind, text))
     except BaseException as exc:
         connection.send(("bug", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     else:
@@ -224,7 +241,7 @@ def caffe_failure(stderr_text: str) -> str | None:
     return None
 
 
-def _signal_name(exitcode: int) -> str:
+def signal_name(exitcode: int) -> str:
     try:
         return signal.Signals(-exitcode).name
     except ValueError:
@@ -236,7 +253,7 @@ def describe_death(exitcode: int, stderr_text: str) -> str:
     failure = caffe_failure(stderr_text)
     if failure:
         return failure
-    how = f"killed by {_signal_name(exitcode)}" if exitcode < 0 else f"exited with code {exitcode}"
+    how = f"killed by {signal_name(exitcode)}" if exitcode < 0 else f"exited with code {exitcode}"
     lines = [
         line.strip() for line in stderr_text.splitlines() if line.strip() and _CHECK_FAILURE_DUMP not in line
     ]
@@ -289,7 +306,7 @@ class IsolatedWorker:
         self._output.close()
         if outcome is None:
             message = describe_death(exitcode, text)
-            raise CaffeStopped(f"{context}: {message}" if context else message)
+            raise CaffeStopped(f"{context}: {message}" if context else message, exitcode)
         if text.strip():  # a child that succeeded may still have warned (glog ERROR lines): pass that on
             sys.stderr.write(text if text.endswith("\n") else text + "\n")
         kind, payload = outcome

@@ -218,7 +218,8 @@ def test_the_entry_point_without_a_subcommand_is_a_usage_error_on_stderr():
     command = [sys.executable, "-m", "caffe_nanlayers.cli"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.startswith("usage: caffe-nan {lint,scan,instrument,locate,doctor,watch}")
+    assert done.stderr.startswith("caffe-nan: no subcommand given (expected one of lint, scan,")
+    assert done.stderr.count("\n") == 1
     helped = subprocess.run([*command, "--help"], capture_output=True, text=True)
     assert (helped.returncode, helped.stderr) == (0, "") and helped.stdout.startswith("usage: caffe-nan")
 

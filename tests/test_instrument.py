@@ -274,3 +274,20 @@ def test_user_mistakes_are_one_line_exit_2(caffe, argv, message, tmp_path, monke
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "net.checked.prototxt").exists()
+
+
+def test_a_layer_name_holding_a_newline_stays_inside_its_comment(make_net, tmp_path, capsys):
+    text = (
+        'input: "x"\ninput_shape { dim: 1 dim: 3 }\n'
+        'layer { name: "re\\nlu\\r1" type: "ReLU" bottom: "x" top: "y" }\n'
+    )
+    (tmp_path / "net.prototxt").write_text(text)
+    out = tmp_path / "checked.prototxt"
+
+    assert instrument_main([str(tmp_path / "net.prototxt"), "-o", str(out)]) == 0
+
+    assert capsys.readouterr().out.endswith("after (inputs), re\\nlu\\r1\n")
+    written = out.read_text()
+    assert "# caffe-nan instrument: added check, after re\\nlu\\r1\n" in written
+    net = make_net(written)  # Caffe reads it: no stray line escaped a comment
+    assert "re\nlu\r1/check_finite" in list(net._layer_names)

@@ -37,6 +37,10 @@ def bug(report):
     raise ValueError("boom")
 
 
+def read_a_file_in_a_file(report, path):
+    return Path(path, "inside").read_bytes()
+
+
 def abort_after_a_message(report):
     report("before")
     os.abort()
@@ -99,6 +103,14 @@ def test_death_by_signal_is_a_one_line_user_error_after_the_messages():
         run_isolated(abort_after_a_message, on_message=messages.append, context="x.prototxt")
     assert messages == ["before"]
     assert str(info.value) == "x.prototxt: Caffe stopped: the process killed by SIGABRT"
+    assert info.value.exitcode == -6
+
+
+def test_an_oserror_on_a_file_in_the_child_is_the_users_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError) as info:
+        run_isolated(read_a_file_in_a_file, str(tmp_path / "a_file"))
+    assert str(info.value) == f"{tmp_path / 'a_file' / 'inside'}: Not a directory"
 
 
 @pytest.mark.caffe

@@ -473,3 +473,15 @@ def test_clean_path_allocates_nothing_blob_sized(make_net):
     finally:
         tracemalloc.stop()
     assert peak < blob_bytes / 100
+
+
+def test_dump_dir_holding_a_nul_byte_is_a_dump_failure_of_the_nonfinite_error(make_net, tmp_path):
+    net = pool_net(make_net, json.dumps({"mode": "dump", "dump_dir": str(tmp_path / "nan\0dumps")}))
+    with pytest.raises(NonFiniteError) as err:
+        net.forward()
+    message = str(err.value)
+    assert err.value.stats.nan == 5 and err.value.dump_path is None
+    assert message.endswith(
+        "dump failed: a path cannot hold a NUL byte: " + repr(str(tmp_path / "nan\0dumps"))
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ from scan_datasets import (
     write_lmdb,
 )
 
+from caffe_nanlayers.proto_io import caffe_pb2
 from caffe_nanlayers.scan.cli import main
 
 pytestmark = pytest.mark.caffe
@@ -256,8 +257,53 @@ def test_corrupt_record_is_named_in_one_line(caffe, workdir, capsys):
 
     assert (code, report) == (2, None)
     assert err.count("\n") == 1
+    assert "LMDB source 'db' (layer 'data'): a record that Caffe cannot read whole: " in err
+    assert "record 5 (key '00000005') is not a Datum" in err
+
+
+def test_datum_short_of_its_shape_is_named_not_scanned_as_clean(caffe, workdir, capsys):
+    # Caffe reads past the end of a float_data field shorter than its shape, and no CHECK stops it.
+    values = [float_datum(r) for r in float_records(9)]
+    for index, kept in ((2, 5), (7, 0)):
+        datum = caffe_pb2().Datum.FromString(values[index])
+        del datum.float_data[kept:]
+        values[index] = datum.SerializeToString()
+    write_lmdb(workdir / "db", values)
+    (workdir / "net.prototxt").write_text(data_layer("db", 3))
+
+    code, report, err = run_scan(capsys, "net.prototxt")
+
+    assert (code, report) == (2, None)
+    assert err == (
+        "caffe-nan scan: LMDB source 'db' (layer 'data'): 2 records that Caffe cannot read whole: "
+        "record 2 (key '00000002') holds 5 float_data values for shape (2, 3, 3) (18 expected); "
+        "record 7 (key '00000007') holds 0 float_data values for shape (2, 3, 3) (18 expected)\n"
+    )
+    # --limit checks the records of the batches it scans: records 0-2 here.
+    code, report, err = run_scan(capsys, "net.prototxt", "--limit", "2")
+    assert (code, report) == (2, None)
+    assert err.endswith(
+        "a record that Caffe cannot read whole: record 2 (key '00000002') holds 5 float_data "
+        "values for shape (2, 3, 3) (18 expected)\n"
+    )
+
+
+def test_record_caffe_stops_on_is_named_after_the_abort(caffe, workdir, capsys):
+    # Each record is whole, but record 5 is shaped unlike record 4, the first of its batch: a Caffe CHECK.
+    records = float_records(6)
+    records[5] = np.zeros((1, 3, 3), np.float32)
+    write_lmdb(workdir / "db", [float_datum(r) for r in records])
+    (workdir / "net.prototxt").write_text(data_layer("db", 2))
+
+    code, report, err = run_scan(capsys, "net.prototxt")
+
+    assert (code, report) == (2, None)
+    assert err.count("\n") == 1
     assert "Caffe stopped: Check failed" in err
-    assert "record 5 (key '00000005')" in err
+    assert (
+        "record 5 (key '00000005') has shape (1, 3, 3) while the first record of its batch has (2, 3, 3)"
+        in err
+    )
 
 
 @pytest.mark.parametrize(

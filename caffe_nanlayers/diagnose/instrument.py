@@ -175,9 +175,18 @@ def instrument_net(
     return Instrumented(out, checks, complete, text)
 
 
+def one_line(text: str) -> str:
+    """``text`` safe inside a one-line comment or message: a newline in a layer's name would end the
+    comment, and what follows it would be read as prototxt (Caffe rejects the net)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _header(source_name: str, count: int, direction: str, mode: str) -> str:
     return (
-        f"# Instrumented by caffe-nan instrument from {source_name}: {count} in-place CheckFiniteLayer\n"
+        f"# Instrumented by caffe-nan instrument from {one_line(source_name)}: {count} in-place "
+        "CheckFiniteLayer\n"
         f"# checks (direction {direction}, mode {mode}), each marked by a comment and named\n"
         f"# '<layer>/check_finite' after the layer it follows. Train from the original file\n"
         f"# once the NaN is found.\n"
@@ -186,7 +195,7 @@ def _header(source_name: str, count: int, direction: str, mode: str) -> str:
 
 def _comment(check) -> str:
     params = ast.literal_eval(check.python_param.param_str)
-    return f"# caffe-nan instrument: added check, {params['label']}\n"
+    return f"# caffe-nan instrument: added check, {one_line(params['label'])}\n"
 
 
 def _layer_text(layer) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from caffe_nanlayers.atomic import write_atomic
 from caffe_nanlayers.diagnose.cli_common import Parser, run
-from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net, is_loss_layer
+from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net, is_loss_layer, one_line
 from caffe_nanlayers.errors import UserError, refuse_to_overwrite, writing
 from caffe_nanlayers.proto_io import read_net_or_solver
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> i
             }
             print(json.dumps(report, indent=2))
         else:
-            followed = ", ".join(c.after or "(inputs)" for c in result.checks)
+            followed = ", ".join(one_line(c.after) if c.after else "(inputs)" for c in result.checks)
             print(
                 f"wrote {output}: {len(result.checks)} check{'s' if len(result.checks) > 1 else ''} "
                 f"({args.direction}, mode {args.mode}) "

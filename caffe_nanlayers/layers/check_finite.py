@@ -13,6 +13,7 @@ only once something is wrong.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -110,6 +111,8 @@ class CheckFiniteLayer(NanLayer):
         ``meta`` a JSON string: layer, label, direction, iteration and, per
         blob, its index, name, shape and counts.
         """
+        if "\0" in str(self.params["dump_dir"]):  # no system call takes it: os raises a bare ValueError
+            raise OSError(errno.EINVAL, "a path cannot hold a NUL byte", repr(self.params["dump_dir"]))
         directory = Path(self.params["dump_dir"])
         directory.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^\w.-]+", "_", self.name or self.label or type(self).__name__)

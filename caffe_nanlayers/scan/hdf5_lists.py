@@ -12,9 +12,12 @@ record by file and row.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from caffe_nanlayers.errors import UserError, reading
+
+ROWS_READ_AT_ONCE = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +68,7 @@ def _require_file(source: str, line: int, name: str) -> Path:
     return path
 
 
-def check_files(source: str, tops: list[str], label: str) -> None:
+def check_files(source: str, tops: list[str], label: str, on_file=None) -> None:
     """``inspect_files`` where h5py is installed; else only that every listed file is there."""
     try:
         import h5py  # noqa: F401 (only whether it is there)
@@ -73,31 +76,73 @@ def check_files(source: str, tops: list[str], label: str) -> None:
         for line, name in read_list(source, label):
             _require_file(source, line, name)
         return
-    inspect_files(source, tops, label)
+    inspect_files(source, tops, label, on_file)
 
 
-def inspect_files(source: str, tops: list[str], label: str) -> list[Hdf5File]:
-    """Check every listed file has a numeric dataset per top with equal row counts; return the row counts."""
+def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> list[Hdf5File]:
+    """Check every listed file has a numeric dataset per top with equal row counts; return the row counts.
+
+    ``on_file(index, name)`` is called before each file is opened (``guarded_reads`` keeps it
+    where a crash of HDF5 cannot erase it).
+    """
     h5py = _h5py()
     files = []
-    for line, name in read_list(source, label):
+    for index, (line, name) in enumerate(read_list(source, label)):
         where = f"{source}:{line}"
         path = _require_file(source, line, name)
+        if on_file is not None:
+            on_file(index, name.encode())
         try:
             handle = h5py.File(str(path), "r")
         except OSError as exc:
-            raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({exc})") from None
+            raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
         with handle:
-            files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+            try:
+                files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+            except UserError:
+                raise
+            except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
+                raise UserError(
+                    f"{where}: {name!r} is damaged ({_h5_reason(exc)}); Caffe cannot read it"
+                ) from None
     return files
+
+
+def _dataset(handle, name: str, where: str):
+    """The dataset ``name`` of a file, None if there is no such name; a link to nothing is said as such."""
+    link = handle.get(name, getlink=True)
+    if link is None:
+        return None
+    try:
+        return handle[name]
+    except (KeyError, OSError) as exc:
+        if isinstance(link, h5_link_classes()):
+            target = f"{link.filename}:{link.path}" if hasattr(link, "filename") else link.path
+            raise UserError(
+                f"{where}: {name!r} is a link to {target!r}, which cannot be opened ({_h5_reason(exc)}); "
+                "Caffe cannot read it either"
+            ) from None
+        raise UserError(f"{where}: {name!r} cannot be opened ({_h5_reason(exc)})") from None
+
+
+def h5_link_classes():
+    h5py = _h5py()
+    return (h5py.SoftLink, h5py.ExternalLink)
+
+
+def _h5_reason(exc: Exception) -> str:
+    """HDF5's own words, without h5py's "Unable to synchronously open object" framing."""
+    text = " ".join(str(exc.args[0] if exc.args else exc).split())
+    match = re.search(r"\(([^()]*)\)\s*$", text)
+    return match.group(1) if match else text
 
 
 def _rows(handle, tops: list[str], where: str) -> int:
     rows = None
     for top in tops:
-        dataset = handle.get(top)
+        dataset = _dataset(handle, top, where)
         if dataset is None or not hasattr(dataset, "shape"):
-            present = ", ".join(repr(k) for k in handle if hasattr(handle[k], "shape")) or "none"
+            present = ", ".join(repr(k) for k in handle if _is_dataset(handle, k)) or "none"
             raise UserError(
                 f"{where} has no dataset {top!r} (datasets: {present}); "
                 "HDF5Data reads the datasets named like its tops"
@@ -115,6 +160,33 @@ def _rows(handle, tops: list[str], where: str) -> int:
     if rows == 0:
         raise UserError(f"{where}: holds 0 rows; Caffe would read past its end, remove it from the list")
     return rows
+
+
+def _is_dataset(handle, name: str) -> bool:
+    try:
+        return hasattr(handle[name], "shape")
+    except (KeyError, OSError):  # a link to nothing
+        return False
+
+
+def first_unreadable(files: list[Hdf5File], tops: list[str], on_file=None) -> str | None:
+    """The first listed file whose datasets cannot be read whole, and why (after Caffe aborted on one)."""
+    h5py = _h5py()
+    for index, entry in enumerate(files):
+        if on_file is not None:
+            on_file(index, entry.name.encode())
+        rows = "its datasets"
+        try:
+            with h5py.File(entry.name, "r") as handle:
+                for top in tops:
+                    dataset = handle[top]
+                    for start in range(0, dataset.shape[0], ROWS_READ_AT_ONCE):  # memory stays bounded
+                        end = min(start + ROWS_READ_AT_ONCE, dataset.shape[0])
+                        rows = f"rows {start}-{end - 1} of {top!r}"
+                        dataset[start:end]
+        except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ... for a damaged file
+            return f"{entry.name}: {rows} cannot be read ({_h5_reason(exc)})"
+    return None
 
 
 def locate_row(files: list[Hdf5File], record: int) -> tuple[str, int]:

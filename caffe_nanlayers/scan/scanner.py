@@ -105,13 +105,14 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
         notes.append(f"top {label_range.top!r} checked as a label {label_range.describe()}")
 
     with tempfile.TemporaryDirectory(prefix="nanlayers-scan-") as workdir:
-        sources = [open_source(layer, Path(workdir)) for layer in choice.scanned]
+        sources = [open_source(layer, Path(workdir), limit) for layer in choice.scanned]
         copies = []
         for layer, source in zip(choice.scanned, sources):
             copy, changed = deterministic_copy(layer, pb2, phase_value)
             source.point_caffe_at_view(copy)
             copies.append(copy)
             notes.extend(changed)
+            notes.extend(source.notes)
             if source.kind == "Python":
                 notes.append(
                     f"layer {layer.name!r} is a Python data layer: its size is unknown, so it is scanned "
@@ -139,7 +140,7 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
                 sources, copies, planned, config, workers, Path(workdir), pb2, phase_name, on_progress
             )
         findings, scanned = parallel or _run(
-            worker, scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2
+            worker, scan_net, phase_name, forwards, sources, planned, path, on_progress
         )
         bad = _bad_records(findings, sources)
     summaries = [
@@ -158,7 +159,7 @@ def _check_layer_types_available(layers, path) -> None:
             raise UserError(f"{path}: layer {layer.name!r}: this Caffe has no {kind} layer{why}")
 
 
-def _run(worker, scan_net, phase_name, forwards, sources, planned, path, on_progress, pb2):
+def _run(worker, scan_net, phase_name, forwards, sources, planned, path, on_progress):
     findings: list[dict] = []
     progress = {"forwards": 0}
     known_total = None if None in planned else sum(planned)
@@ -178,19 +179,19 @@ def _run(worker, scan_net, phase_name, forwards, sources, planned, path, on_prog
             run_scan_net, net_to_text(scan_net), phase_name, forwards, on_message=receive, context=str(path)
         )
     except CaffeStopped as exc:
-        explanation = _explain_abort(sources, progress["forwards"], pb2)
+        explanation = _explain_abort(sources, progress["forwards"])
         raise CaffeStopped(f"{exc}; {explanation}" if explanation else str(exc)) from None
     return findings, scanned
 
 
-def _explain_abort(sources: list[Source], forwards_done: int, pb2) -> str | None:
+def _explain_abort(sources: list[Source], forwards_done: int) -> str | None:
     """Name the record Caffe could not read: the first broken one after the last batch known to be done."""
     for source in sources:
         if source.batch_size:
             start = forwards_done * source.batch_size
             if source.records is not None and start >= source.records:
                 continue
-            found = source.explain_abort(start, pb2.Datum)
+            found = source.explain_abort(start)
             if found:
                 return found
     return None

@@ -11,10 +11,11 @@ written to.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.scan import databases, hdf5_lists
+from caffe_nanlayers.scan import databases, guarded_reads, hdf5_lists
 from caffe_nanlayers.scan.scan_net import is_python_data_layer
 
 BACKENDS = {0: "LEVELDB", 1: "LMDB"}  # DataParameter.DB
@@ -30,6 +31,8 @@ class Source:
     view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB)
     hdf5_files: list = dataclasses.field(default_factory=list)
     image_lines: list = dataclasses.field(default_factory=list)
+    tops: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)  # what the user should know about this source
 
     @property
     def label(self) -> str:
@@ -44,7 +47,9 @@ class Source:
     def locate(self, findings: list[dict]) -> list[dict]:
         """Where each finding's record is, as plain fields: key, file+row, file+line+image, or batch+item."""
         if self.kind in ("LMDB", "LevelDB"):
-            keys = databases.keys_at(self.view, self._backend, self.label, {f["record"] for f in findings})
+            keys = guarded_reads.keys_at(
+                self.view, self._backend, self.label, {f["record"] for f in findings}
+            )
             return [{"key": databases.key_text(keys[f["record"]])} for f in findings]
         if self.kind == "HDF5":
             return [
@@ -58,13 +63,16 @@ class Source:
             ]
         return [{"batch": f["batch"], "item": f["position"]} for f in findings]
 
-    def explain_abort(self, start: int, datum_class) -> str | None:
+    def explain_abort(self, start: int) -> str | None:
         """After Caffe aborted: the first record from ``start`` on that Caffe cannot read, if one is found."""
-        if self.kind not in ("LMDB", "LevelDB"):
+        if self.kind == "HDF5":
+            found = guarded_reads.first_unreadable_hdf5(self.hdf5_files, self.tops, self.label)
+        elif self.kind in ("LMDB", "LevelDB"):
+            found = guarded_reads.first_broken_record(
+                self.view, self._backend, self.label, start, self.batch_size
+            )
+        else:
             return None
-        found = databases.first_broken_record(
-            self.view, self._backend, self.label, start, self.batch_size, datum_class
-        )
         return f"{self.label}: {found}" if found else None
 
     @property
@@ -72,18 +80,25 @@ class Source:
         return "LMDB" if self.kind == "LMDB" else "LEVELDB"
 
 
-def open_source(layer, workdir: Path) -> Source:
+def open_source(layer, workdir: Path, limit: int | None = None) -> Source:
     """Check the layer's dataset the way Caffe will read it, count one pass, and prepare a view if needed."""
     if layer.type == "Data":
-        return _database(layer, workdir)
+        return _database(layer, workdir, limit)
     if layer.type == "HDF5Data":
         param = layer.hdf5_data_param
         label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
         if not param.source:
             raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
-        files = hdf5_lists.inspect_files(param.source, list(layer.top), label)
+        files = guarded_reads.inspect_hdf5(param.source, list(layer.top), label)
+        records = sum(f.rows for f in files)
         return Source(
-            layer.name, "HDF5", param.source, sum(f.rows for f in files), param.batch_size, hdf5_files=files
+            layer.name,
+            "HDF5",
+            param.source,
+            records,
+            param.batch_size,
+            hdf5_files=files,
+            tops=list(layer.top),
         )
     if layer.type == "ImageData":
         return _image_list(layer)
@@ -107,7 +122,7 @@ def check_for_training(layers, workdir: Path) -> None:
             continue
         if layer.type == "Data":
             backend, _, label, view = _database_view(layer, workdir)
-            if databases.is_empty(view, backend, label):
+            if guarded_reads.is_empty(view, backend, label):
                 raise UserError(_empty(label))
             layer.data_param.source = str(view)
         elif layer.type == "HDF5Data":
@@ -115,7 +130,7 @@ def check_for_training(layers, workdir: Path) -> None:
             if not param.source:
                 raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
             label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
-            hdf5_lists.check_files(param.source, list(layer.top), label)
+            guarded_reads.check_hdf5(param.source, list(layer.top), label)
         elif layer.type == "ImageData":
             _image_list(layer)
 
@@ -132,17 +147,31 @@ def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
         raise UserError(f"layer {layer.name!r}: data_param.batch_size must be set (> 0)")
     database = Path(param.source)
     databases.check_database_dir(database, backend, label)
-    view = databases.make_view(database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend)
+    try:
+        view = databases.make_view(
+            database, workdir / f"{len(list(workdir.iterdir()))}-{layer.name}", backend
+        )
+    except ValueError as exc:
+        raise UserError(f"{label}: {exc}") from None
     return backend, kind, label, view
 
 
-def _database(layer, workdir: Path) -> Source:
+def _database(layer, workdir: Path, limit: int | None) -> Source:
     backend, kind, label, view = _database_view(layer, workdir)
     param = layer.data_param
-    records = databases.count_records(view, backend, label)
+    # Caffe reads whole batches: the records it reads for a --limit are all checked.
+    checked = None if limit is None else math.ceil(limit / param.batch_size) * param.batch_size
+    records = guarded_reads.survey_database(view, backend, label, checked)
     if records == 0:
         raise UserError(_empty(label))
-    return Source(layer.name, kind, param.source, records, param.batch_size, view=view)
+    notes = []
+    left_out = databases.left_out_of_view(Path(param.source), backend)
+    if left_out:
+        notes.append(
+            f"{label}: its MANIFEST does not list {', '.join(left_out)}; LevelDB (and Caffe) "
+            "do not read them, so their records, if any, are not scanned"
+        )
+    return Source(layer.name, kind, param.source, records, param.batch_size, view=view, notes=notes)
 
 
 def _empty(label: str) -> str:
