@@ -38,6 +38,7 @@ BENCHES = {
     "lint": "bench_lint",
     "doctor": "bench_doctor",
     "scan_scale": "bench_scan_scale",
+    "watch": "bench_watch",
 }
 
 

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "instrument": ("caffe_nanlayers.diagnose.instrument_cli", "add a finite check after every layer"),
     "locate": ("caffe_nanlayers.diagnose.locate_cli", "train until the first NaN and name its cause"),
     "doctor": ("caffe_nanlayers.diagnose.doctor_cli", "read a Caffe training log and diagnose the NaN"),
+    "watch": ("caffe_nanlayers.diagnose.watch_cli", "run caffe train, stop at the first NaN, name the layer"),
 }
 
 USAGE = (

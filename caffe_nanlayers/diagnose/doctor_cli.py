@@ -92,6 +92,9 @@ def _parser(prog: str) -> Parser:
     )
     parser.add_argument("log", help="the log ('-' for stdin; gzip-compressed logs are decompressed)")
     parser.add_argument("--plot", metavar="PNG", help="also draw loss and lr per iteration into this PNG")
+    parser.add_argument(
+        "--follow", action="store_true", help="follow a log still being written; report its first NaN sign"
+    )
     return parser
 
 
@@ -99,6 +102,10 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
     parser = _parser(prog)
 
     def body(args) -> int:
+        if args.follow:
+            from caffe_nanlayers.diagnose.watch_follow import follow_log
+
+            return follow_log(args.log, args.format)
         if args.plot:
             refuse_to_overwrite(args.plot, (args.log,), "--plot")
         log, head = _read_log(args.log)
