@@ -136,6 +136,15 @@ def _whole_writes_to_stdout():
             buffered.flush()
 
 
+def missing_extra(what: str, package: str, extra: str) -> UserError:
+    """The error for an optional dependency that is not installed, naming the extra that brings it.
+
+    The extra (``scan``, ``plot``) installs every package that tool may need, so the user
+    installs once, not once per missing module.
+    """
+    return UserError(f"{what} needs the Python package '{package}': pip install 'caffe-nanlayers[{extra}]'")
+
+
 def refuse_to_overwrite(output, inputs, option: str) -> None:
     """The tools never write into what they read: ``output`` (named by ``option``) must be none of ``inputs``.
 
