@@ -309,7 +309,7 @@ def test_bind_names(make_net):
 
 def test_name_from_the_caffe_command_line(make_net, tmp_path):
     """Under ``caffe train`` there is no pycaffe object: the names come from the solver's prototxt."""
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     check = python_layer("check_pool1", "CheckFiniteLayer", ["pool1"], ["pool1"], "{'label': 'p'}")
     net_path, solver_path = tmp_path / "train_val.prototxt", tmp_path / "solver.prototxt"
@@ -338,7 +338,7 @@ TWICE_NET = (
 
 
 def layers_named_by_the_net(net):
-    from caffe_nanlayers.layers.base import _layers_with_names
+    from caffe_nanlayers.layers.naming import _layers_with_names
 
     return [(layer, names) for layer, names in _layers_with_names(net) if isinstance(layer, CheckFiniteLayer)]
 
@@ -346,14 +346,14 @@ def layers_named_by_the_net(net):
 @pytest.fixture
 def fresh_process(monkeypatch):
     """The set-up counts of a process that has built no layer yet, as ``caffe train`` starts."""
-    from caffe_nanlayers.layers import base
+    from caffe_nanlayers.layers import naming
 
-    monkeypatch.setattr(base, "_set_up", collections.Counter())
+    monkeypatch.setattr(naming, "_set_up", collections.Counter())
 
 
 def test_caffe_train_tells_the_same_snippet_apart_by_set_up_order(make_solver, tmp_path, fresh_process):
     """Under ``caffe train`` each copy is named: the binary builds the train net, then each test net."""
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     solver = make_solver(
         'base_lr: 0.1 lr_policy: "fixed" test_interval: 1000 test_iter: 1 test_iter: 1 '
@@ -373,7 +373,7 @@ def test_caffe_train_tells_the_same_snippet_apart_by_set_up_order(make_solver, t
 
 
 def test_caffe_test_and_time_tell_the_same_snippet_apart(make_net, tmp_path, fresh_process):
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     path = tmp_path / "net.prototxt"
     path.write_text(TWICE_NET)
