@@ -18,12 +18,30 @@ from pathlib import Path
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError, reading
 
-_SOLVER_ONLY_FIELDS = re.compile(
-    r"^\s*(base_lr|lr_policy|max_iter|train_net|test_net|net_param|train_net_param|solver_mode|"
-    r"snapshot_prefix|test_iter|test_interval|iter_size|solver_type|type|momentum|weight_decay|net)\s*[:{]",
-    re.MULTILINE,
+_SOLVER_ONLY_FIELDS = frozenset(
+    [
+        "base_lr",
+        "lr_policy",
+        "max_iter",
+        "train_net",
+        "test_net",
+        "net_param",
+        "train_net_param",
+        "solver_mode",
+        "snapshot_prefix",
+        "test_iter",
+        "test_interval",
+        "iter_size",
+        "solver_type",
+        "type",
+        "momentum",
+        "weight_decay",
+        "net",
+    ]
 )
-_NET_FIELDS = re.compile(r"^\s*(layer|layers|input|input_shape|input_dim)\s*[:{]", re.MULTILINE)
+_NET_FIELDS = frozenset(["layer", "layers", "input", "input_shape", "input_dim"])
+# A quoted string, a comment, a brace, or a field name followed by ':' or '{'.
+_TOKEN = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[{}<>]|\b([A-Za-z_]\w*)\s*[:{<]""")
 
 
 def caffe_pb2():
@@ -56,8 +74,30 @@ def parse_text(text: str, message, path: str | os.PathLike):
 
 
 def looks_like_solver(text: str) -> bool:
-    """Tell a solver from a net by content, as Caffe users name files anyhow."""
-    return bool(_SOLVER_ONLY_FIELDS.search(text)) and not _NET_FIELDS.search(text)
+    """Tell a solver from a net by content, as Caffe users name files anyhow.
+
+    Only the top-level fields count: the layers of a solver's inline ``net_param { ... }``
+    are the net's, not the file's.
+    """
+    fields = top_level_fields(text)
+    return bool(fields & _SOLVER_ONLY_FIELDS) and not fields & _NET_FIELDS
+
+
+def top_level_fields(text: str) -> set[str]:
+    """The names of the fields a prototxt sets outside every ``{ }`` (strings and comments skipped)."""
+    fields, depth = set(), 0
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        if match.group(1):
+            if depth == 0:
+                fields.add(match.group(1))
+            if token[-1] in "{<":
+                depth += 1
+        elif token in ("{", "<"):
+            depth += 1
+        elif token in ("}", ">"):
+            depth = max(depth - 1, 0)
+    return fields
 
 
 _COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")

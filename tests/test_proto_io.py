@@ -55,6 +55,32 @@ def test_inline_net_param(caffe, tmp_path):
     assert proto_io.read_net_or_solver(solver).net.layer[0].type == "Input"
 
 
+def test_inline_net_param_over_several_lines_is_a_solver(caffe, tmp_path):
+    """The net's own fields inside net_param { ... } do not make the solver a net."""
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(
+        'base_lr: 0.1\nlr_policy: "fixed"\nnet_param {\n  name: "n"\n'
+        '  layer {\n    name: "in"\n    type: "Input"\n    top: "x"\n'
+        "    input_param { shape { dim: 1 } }\n  }\n}\n"
+    )
+    resolved = proto_io.read_net_or_solver(solver)
+    assert resolved.solver is not None and resolved.note == "inline net_param"
+    assert [layer.name for layer in resolved.net.layer] == ["in"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        ('base_lr: 0.1\nnet_param {\n  layer { name: "a" }\n  input: "x"\n}\n', {"base_lr", "net_param"}),
+        ('layer { name: "a{" type: "ReLU" }  # base_lr: 1 {\n', {"layer"}),
+        ('net: "a" lr_policy: "fixed" test_state: { stage: "s" }', {"net", "lr_policy", "test_state"}),
+        ('layer < name: "x" > base_lr: 1', {"layer", "base_lr"}),
+    ],
+)
+def test_top_level_fields_skip_nested_fields_strings_and_comments(text, fields):
+    assert proto_io.top_level_fields(text) == fields
+
+
 def test_missing_file_and_binary_file(caffe, tmp_path):
     with pytest.raises(UserError, match="no such file"):
         proto_io.read_net(tmp_path / "absent.prototxt")
