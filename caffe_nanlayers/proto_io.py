@@ -198,17 +198,36 @@ def net_to_text(net) -> str:
     return text_format.MessageToString(net)
 
 
-def rule_met(rule, phase: int, level: int, stages: set[str]) -> bool:
-    """Caffe's Net::StateMeetsRule."""
+def rule_met(rule, phase: int, level: int | None, stages: set[str] | None, unknown: bool = False) -> bool:
+    """Caffe's Net::StateMeetsRule.
+
+    ``level`` or ``stages`` may be None when they cannot be known (a Python layer knows its
+    phase, not its net's level and stages): a condition on them then counts as ``unknown``.
+    """
     if rule.HasField("phase") and rule.phase != phase:
         return False
-    if rule.HasField("min_level") and level < rule.min_level:
+    if level is None:
+        if rule.HasField("min_level") or rule.HasField("max_level"):
+            return unknown
+    elif (rule.HasField("min_level") and level < rule.min_level) or (
+        rule.HasField("max_level") and level > rule.max_level
+    ):
         return False
-    if rule.HasField("max_level") and level > rule.max_level:
-        return False
+    if stages is None:
+        return unknown if rule.stage or rule.not_stage else True
     if any(stage not in stages for stage in rule.stage):
         return False
     return not any(stage in stages for stage in rule.not_stage)
+
+
+def layer_may_be_in_phase(layer, phase: int) -> bool:
+    """Whether some level and stages put ``layer`` in a net of ``phase`` (neither is known).
+
+    In if an include rule may be met; out only if an exclude rule is met whatever they are.
+    """
+    if layer.include:
+        return any(rule_met(rule, phase, None, None, unknown=True) for rule in layer.include)
+    return not any(rule_met(rule, phase, None, None, unknown=False) for rule in layer.exclude)
 
 
 def layer_in_state(layer, phase: int, level: int = 0, stages: set[str] | frozenset = frozenset()) -> bool:

@@ -320,6 +320,20 @@ def test_name_from_the_caffe_command_line(make_net, tmp_path):
     assert find(layer, ["caffe", "time", "-model", str(net_path)])[0] == "check_pool1"
 
 
+def test_name_from_the_caffe_command_line_past_an_exclude_rule_of_a_stage(make_net, tmp_path):
+    """Excluded from TRAIN only in stage "deploy", the check is in caffe train's net (no -stage)."""
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
+
+    check = python_layer("check_pool1", "CheckFiniteLayer", ["pool1"], ["pool1"], "{'label': 'p'}").replace(
+        '"Python"', '"Python" exclude { phase: TRAIN stage: "deploy" }'
+    )
+    net_path, solver_path = tmp_path / "train_val.prototxt", tmp_path / "solver.prototxt"
+    net_path.write_text(POOL_NET + check)
+    solver_path.write_text(f'net: "{net_path}"\nbase_lr: 0.1\n')
+    layer = make_net(POOL_NET + check, "TRAIN").layer_dict["check_pool1"]
+    assert find(layer, ["caffe", "train", f"--solver={solver_path}"]) == ("check_pool1", ["pool1"], ["pool1"])
+
+
 # One snippet pasted three times: on the data, after pool1, and once more in
 # the test net of stage "b" only. Same class, same param_str.
 SNIPPET = python_layer("check", "CheckFiniteLayer", [], [], "prefix-check")

@@ -146,3 +146,20 @@ def test_a_solvers_net_that_is_a_directory_is_said_so(caffe, tmp_path, monkeypat
     with pytest.raises(UserError) as err:
         proto_io.read_net_or_solver("solver.prototxt")
     assert str(err.value) == "solver.prototxt: net file 'models' is a directory, expected a net prototxt"
+
+
+@pytest.mark.parametrize(
+    ("rules", "in_train"),
+    [
+        ("", True),
+        ('include { phase: TRAIN stage: "s" }', True),  # some stages meet it
+        ("include { phase: TEST }", False),
+        ("exclude { phase: TRAIN }", False),
+        ('exclude { phase: TRAIN stage: "deploy" }', True),  # out only in stage deploy
+        ("exclude { min_level: 2 }", True),
+        ("exclude { }", False),  # an empty rule is met by every state, as in Caffe
+    ],
+)
+def test_a_layer_may_be_in_a_phase_whatever_its_level_and_stages(caffe, rules, in_train):
+    layer = proto_io.parse_text(f'name: "l" type: "ReLU" {rules}', proto_io.caffe_pb2().LayerParameter(), "-")
+    assert proto_io.layer_may_be_in_phase(layer, proto_io.caffe_pb2().TRAIN) is in_train

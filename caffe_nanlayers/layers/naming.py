@@ -253,11 +253,8 @@ def _is_this_layer(layer, param) -> bool:
     if param.type != "Python" or python.param_str != layer.param_str:
         return False
     phase = getattr(layer, "phase", None)
-    if phase is not None:
-        if param.include and not any(not r.HasField("phase") or r.phase == phase for r in param.include):
-            return False
-        if any(r.HasField("phase") and r.phase == phase for r in param.exclude):
-            return False
+    if phase is not None and not proto_io.layer_may_be_in_phase(param, phase):
+        return False
     try:
         return getattr(importlib.import_module(python.module), python.layer, None) is type(layer)
     except ImportError:
