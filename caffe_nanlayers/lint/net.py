@@ -216,3 +216,33 @@ def build_net(node: Node) -> Net:
     """The net defined by ``node`` (a net file's root, or a ``net_param`` message)."""
     layer_nodes = [c for c in node.children or () if c.name in ("layer", "layers") and c.is_message]
     return Net(node, [_layer_from_node(n, i) for i, n in enumerate(layer_nodes)], _inputs(node))
+
+
+WEIGHTED = {
+    "Convolution": "convolution_param",
+    "Deconvolution": "convolution_param",
+    "InnerProduct": "inner_product_param",
+}
+
+
+def weighted_layers(net: Net):
+    """(layer, its *_param node or None) for Convolution, Deconvolution and InnerProduct."""
+    for layer in net.layers:
+        name = WEIGHTED.get(layer.type)
+        if name:
+            yield layer, layer.param(name)
+
+
+def frozen(layer: Layer, index: int) -> bool:
+    """Whether learnable blob ``index`` has lr_mult 0 (current format) or blobs_lr 0 (V1)."""
+    params = layer.node.all("param")
+    if index < len(params):
+        lr = params[index].number("lr_mult")
+        return lr == 0
+    blobs_lr = layer.node.all("blobs_lr")
+    return index < len(blobs_lr) and blobs_lr[index].value == 0
+
+
+def has_weight_filler(param: Node | None) -> bool:
+    """Whether a Convolution/InnerProduct ``*_param`` states its ``weight_filler``."""
+    return param is not None and param.get("weight_filler") is not None
