@@ -23,6 +23,7 @@ from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
+from caffe_nanlayers.lint.usage import SolverUse, solver_uses, usage_of
 
 NET, SOLVER = "net", "solver"
 NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
@@ -176,7 +177,7 @@ class Linter:
             if self.schema is None:
                 self._schema_note = f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}"
         self._seen: set[str] = set()
-        self._trained: set[str] = set()  # real paths of net files a solver in this run trains
+        self._uses: dict[str, list[SolverUse]] = {}  # real path of a net file -> the solvers naming it
 
     def _run(self, scope: str, ctx, path: str) -> list[Finding]:
         found = []
@@ -206,7 +207,7 @@ class Linter:
         return Finding(path, line, col, rule.code, problem.severity or rule.severity, problem.message)
 
     def _follow(self, document: Document) -> list[NetRef]:
-        """A solver's net references, resolved; their files are marked as trained."""
+        """A solver's net references, resolved; each file found records how this solver uses it."""
         root = document.root
         refs = [
             resolve_net(node, document.path, self.cwd)
@@ -217,7 +218,8 @@ class Linter:
         for ref in refs:
             if ref.found is None:
                 continue
-            self._trained.add(os.path.realpath(ref.found))
+            use = solver_uses(root, document.path, ref.node.name)
+            self._uses.setdefault(os.path.realpath(ref.found), []).append(use)
             if ref.where != "the working directory":
                 self.report.notes.append(
                     f"note: {document.path}:{ref.node.value_line}:{ref.node.value_col}: {ref.node.name} "
@@ -226,8 +228,9 @@ class Linter:
                 )
         return refs
 
-    def _net_context(self, path: str, node: Node, trained: bool) -> NetContext:
-        return NetContext(path, build_net(node), self.options.input_shapes, trained_by_solver=trained)
+    def _net_context(self, path: str, node: Node, uses: list[SolverUse]) -> NetContext:
+        net = build_net(node)
+        return NetContext(path, net, self.options.input_shapes, usage=usage_of(net, uses))
 
     def lint_document(
         self, document: Document, kind: str, refs: list[NetRef], documents: dict[str, Document] | None = None
@@ -235,9 +238,9 @@ class Linter:
         path, root = document.path, document.root
         findings = self._run("file", FileContext(document, kind, self.schema), path)
         if kind == NET:
-            trained = os.path.realpath(path) in self._trained
-            findings += self._run("net", self._net_context(path, root, trained), path)
-        else:
+            uses = self._uses.get(os.path.realpath(path), [])
+            findings += self._run("net", self._net_context(path, root, uses), path)
+        elif kind == SOLVER:
             inline = [node for name in INLINE_NET_FIELDS for node in root.all(name) if node.is_message]
             nets = [build_net(node) for node in inline]
             for ref in refs:
@@ -246,7 +249,10 @@ class Linter:
                     nets.append(build_net(net_document.root))
             findings += self._run("solver", SolverContext(path, root, refs, nets), path)
             for node in inline:
-                findings += self._run("net", self._net_context(path, node, True), path)
+                field = node.name.removesuffix("_param")
+                findings += self._run(
+                    "net", self._net_context(path, node, [solver_uses(root, path, field)]), path
+                )
         silenced = suppressions(document)
         for line, col, pattern in silenced.named:
             if pattern == "ALL" or (pattern[-1].isdigit() and any(c.startswith(pattern) for c in RULES)):
@@ -271,7 +277,7 @@ class Linter:
     def run(self, paths: list[str], texts: dict[str, str] | None = None) -> Report:
         """Parse everything first (solvers pull in their nets), then lint in order.
 
-        Two passes, so that a net listed before its solver is still known to be trained.
+        Two passes, so that a net listed before its solver is still linted as that solver uses it.
         """
         texts = texts or {}
         queue = list(paths)

@@ -114,10 +114,11 @@ class Layer:
         return self.node.get(name) or self.node
 
     def included_in(self, state: NetState) -> bool:
-        """Caffe's Net::FilterNet decision for this layer."""
-        phase = self.node.scalar("phase")
-        if phase is not None and phase != state.phase:
-            return False
+        """Caffe's Net::FilterNet decision for this layer.
+
+        Only ``include`` and ``exclude`` count: a layer-level ``phase:`` field restricts nothing (Net::Init
+        keeps the layer in every phase and only fills the field in when it is unset).
+        """
         include, exclude = self.node.all("include"), self.node.all("exclude")
         if include:
             return any(_meets_rule(state, r) for r in include)
@@ -173,9 +174,9 @@ class Net:
     def layers_in(self, state: NetState) -> list[Layer]:
         return [layer for layer in self.layers if layer.included_in(state)]
 
-    def layer_states(self) -> dict[int, list[NetState]]:
-        """For each layer index, the states in which it exists."""
-        states = self.states()
+    def layer_states(self, states: list[NetState] | None = None) -> dict[int, list[NetState]]:
+        """For each layer index, the states (of ``states``, default all) in which it exists."""
+        states = self.states() if states is None else states
         return {layer.index: [s for s in states if layer.included_in(s)] for layer in self.layers}
 
 

@@ -1,0 +1,126 @@
+"""How a net file is used: its phases and the origin of its weights, and the rules that depend on them."""
+
+from __future__ import annotations
+
+from caffe_nanlayers.lint import Options, lint_paths, lint_text
+from caffe_nanlayers.lint.net import build_net
+from caffe_nanlayers.lint.parser import parse_text
+from caffe_nanlayers.lint.usage import BOTH, TEST_ONLY, TRAIN_ONLY, SolverUse, usage_of
+
+TRAIN_DATA = 'layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN } }\n'
+TEST_DATA = 'layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TEST } }\n'
+BODY = """
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def usage(text: str, *uses: SolverUse):
+    return usage_of(build_net(parse_text(text).root), list(uses))
+
+
+def use(field: str, tests: bool = True, weights: bool = False) -> SolverUse:
+    return SolverUse("solver.prototxt", field, tests, weights)
+
+
+def test_phases_come_from_the_solver_field_that_names_the_file():
+    assert usage(BODY, use("train_net")).phases == TRAIN_ONLY
+    assert usage(BODY, use("test_net")).phases == TEST_ONLY
+    assert usage(BODY, use("net")).phases == BOTH
+    assert usage(BODY, use("net", tests=False)).phases == TRAIN_ONLY  # no test_iter: no test net
+    assert usage(BODY, use("train_net"), use("test_net")).phases == BOTH
+
+
+def test_without_a_solver_the_phases_come_from_the_data_layers():
+    assert usage(TRAIN_DATA + BODY).phases == TRAIN_ONLY
+    assert usage(TEST_DATA + BODY).phases == TEST_ONLY
+    assert usage(TRAIN_DATA + TEST_DATA + BODY).phases == BOTH
+    # A layer included in TEST says the file is built in TEST too, whatever its data layers.
+    accuracy = 'layer { name: "a" type: "Accuracy" bottom: "fc" bottom: "label" include { phase: TEST } }'
+    assert usage(TRAIN_DATA + BODY + accuracy).phases == BOTH
+
+
+def filler_net(filled: int, unfilled: int, frozen: bool = False) -> str:
+    layers, bottom = [], "data"
+    for i in range(unfilled + filled):
+        filler = 'weight_filler { type: "xavier" }' if i >= unfilled else ""
+        param = "param { lr_mult: 0 }" if frozen and i == 0 else ""
+        layers.append(
+            f'layer {{ name: "fc{i}" type: "InnerProduct" bottom: "{bottom}" top: "fc{i}" {param}'
+            f" inner_product_param {{ num_output: 2 {filler} }} }}"
+        )
+        bottom = f"fc{i}"
+    loss = f'layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "{bottom}" bottom: "label" top: "loss" }}'
+    return TRAIN_DATA + "\n".join(layers) + "\n" + loss
+
+
+def test_fine_tuned_nets_are_recognised():
+    assert usage(filler_net(0, 3)).weights_loaded  # no filler anywhere
+    assert usage(filler_net(1, 5)).weights_loaded  # a new head on a backbone
+    assert usage(filler_net(2, 1, frozen=True)).weights_loaded  # a frozen layer
+    assert usage(filler_net(3, 1), use("train_net", weights=True)).weights_loaded
+    assert usage(filler_net(3, 1)).weights_loaded is None  # one filler forgotten in a net from scratch
+    assert usage(filler_net(1, 1)).weights_loaded is None
+
+
+def codes(text: str, code: str) -> list[str]:
+    return [f.code for f in lint_text(text, "n.prototxt", Options(select=[code])).findings]
+
+
+def test_missing_weight_filler_only_where_fillers_start_the_training():
+    assert codes(filler_net(3, 1), "NAN102") == ["NAN102"]
+    assert codes(filler_net(1, 5), "NAN102") == []
+    test_net = filler_net(3, 1).replace("phase: TRAIN", "phase: TEST")
+    assert codes(test_net, "NAN102") == []  # a test net shares the train net's weights
+
+
+def test_missing_bias_filler_not_when_every_stated_bias_is_zero():
+    zero = 'weight_filler { type: "xavier" } bias_filler { type: "constant" value: 0 }'
+    text = filler_net(3, 0).replace('weight_filler { type: "xavier" }', zero, 1)
+    assert codes(text, "NAN103") == []
+    nonzero = 'weight_filler { type: "xavier" } bias_filler { type: "constant" value: 0.1 }'
+    text = filler_net(3, 0).replace('weight_filler { type: "xavier" }', nonzero, 1)
+    assert codes(text, "NAN103") == ["NAN103", "NAN103"]
+
+
+def write_pair(tmp_path, field: str, net: str, solver_extra: str = "") -> str:
+    (tmp_path / "net.prototxt").write_text(net)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(
+        f'{field}: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 10\n{solver_extra}'
+    )
+    return str(solver)
+
+
+def test_a_train_net_with_train_only_data_is_not_checked_in_test(tmp_path):
+    """SSD's train.prototxt: data layers include { phase: TRAIN }, named only as the solver's train_net."""
+    solver = write_pair(tmp_path, "train_net", TRAIN_DATA + BODY)
+    report = lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN110"]))
+    assert report.findings == []
+    solver = write_pair(tmp_path, "net", TRAIN_DATA + BODY, "test_iter: 10\ntest_interval: 100\n")
+    found = lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN110"])).findings
+    assert [f.line for f in found] == [3, 5] and all("the net of " in f.message for f in found)
+
+
+def test_a_test_net_named_by_its_solver_gets_no_filler_findings(tmp_path):
+    solver = write_pair(tmp_path, "test_net", filler_net(3, 1).replace("phase: TRAIN", "phase: TEST"))
+    report = lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN102", "NAN110"]))
+    assert report.findings == []
+    # The same file with TRAIN data, named as a test net: Caffe finds no data when it builds it.
+    solver = write_pair(tmp_path, "test_net", filler_net(3, 1))
+    found = lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN102", "NAN110"])).findings
+    assert {f.code for f in found} == {"NAN110"} and "the test_net of " in found[0].message
+
+
+def test_a_layer_level_phase_restricts_nothing():
+    """Caffe builds a layer with 'phase: TRAIN' (outside include) in TEST too, where its bottom is missing."""
+    text = (
+        TRAIN_DATA
+        + TEST_DATA.replace('top: "label" ', "")
+        + BODY.replace('top: "loss" }', 'top: "loss" phase: TRAIN }')
+    )
+    (finding,) = lint_text(text, "n.prototxt", Options(select=["NAN110"])).findings
+    assert (
+        "in the TEST phase" in finding.message and "'phase: TRAIN' field restricts nothing" in finding.message
+    )
