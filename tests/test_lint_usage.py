@@ -124,3 +124,71 @@ def test_a_layer_level_phase_restricts_nothing():
     assert (
         "in the TEST phase" in finding.message and "'phase: TRAIN' field restricts nothing" in finding.message
     )
+
+
+LABEL_MAP = """item {
+  name: "none_of_the_above"
+  label: 0
+  display_name: "background"
+}
+item {
+  name: "face"
+  label: 1
+  display_name: "face"
+}
+"""
+
+
+def test_a_label_map_is_linted_as_one(tmp_path, caffe):
+    path = tmp_path / "labelmap.prototxt"
+    path.write_text(LABEL_MAP)
+    report = lint_paths([str(path)], Options(cwd=str(tmp_path)))
+    assert report.findings == [] and report.errors == [] and report.files == 1
+    path.write_text(LABEL_MAP.replace("label: 1", "lable: 1"))
+    (finding,) = lint_paths([str(path)], Options(cwd=str(tmp_path))).findings
+    assert finding.code == "NAN001" and "LabelMapItem" in finding.message and finding.line == 8
+
+
+def test_a_label_map_without_the_schema_is_skipped_with_a_note(tmp_path):
+    path = tmp_path / "labelmap.prototxt"
+    path.write_text(LABEL_MAP)
+    report = lint_paths([str(path)], Options(cwd=str(tmp_path), use_schema=False))
+    assert report.findings == [] and report.errors == []
+    assert any("a LabelMap (not a net or a solver): not checked" in n for n in report.notes)
+
+
+def solver_codes(tmp_path, text: str, code: str, script: str | None = None) -> list[str]:
+    path = tmp_path / "solver.prototxt"
+    path.write_text(text)
+    if script is not None:
+        (tmp_path / "train.py").write_text(script)
+    return [f.code for f in lint_paths([str(path)], Options(cwd=str(tmp_path), select=[code])).findings]
+
+
+def test_larc_solvers_may_have_a_large_base_lr(tmp_path):
+    base = 'base_lr: 24\nlr_policy: "poly"\npower: 2\nmax_iter: 7800\n'
+    assert solver_codes(tmp_path, base, "NAN205") == ["NAN205"]
+    assert solver_codes(tmp_path, base + "larc: true\n", "NAN205") == []
+
+
+def test_adam_with_a_large_delta_is_held_to_sgd_threshold(tmp_path):
+    base = 'type: "Adam"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 10\nmomentum: 0.9\n'
+    assert solver_codes(tmp_path, base + "delta: 1e-8\n", "NAN205") == ["NAN205"]
+    assert solver_codes(tmp_path, base + "delta: 1.0\n", "NAN205") == []
+
+
+def test_solvers_driven_from_python_need_no_max_iter(tmp_path):
+    base = 'base_lr: 0.01\nlr_policy: "fixed"\n'
+    assert solver_codes(tmp_path, base, "NAN203") == ["NAN203"]
+    script = "import caffe\nsolver = caffe.SGDSolver('solver.prototxt')\nsolver.step(4000)\n"
+    assert solver_codes(tmp_path, base, "NAN203", script=script) == []
+
+
+def test_snapshot_off_and_evaluation_pass_are_not_reported(tmp_path):
+    base = 'base_lr: 0.01\nlr_policy: "fixed"\n'
+    assert solver_codes(tmp_path, base + "snapshot: 0\n", "NAN203") == []
+    evaluation = base + 'net: "n.prototxt"\ntest_iter: 10\nmax_iter: 0\n'
+    (tmp_path / "n.prototxt").write_text('layer { name: "x" type: "Input" top: "x" }\n')
+    assert solver_codes(tmp_path, evaluation, "NAN203") == []
+    no_test = evaluation + "test_initialization: false\n"
+    assert solver_codes(tmp_path, no_test, "NAN203") == ["NAN203"]

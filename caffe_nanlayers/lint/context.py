@@ -38,7 +38,7 @@ class Problem:
 @dataclass
 class FileContext:
     document: Document
-    kind: str  # "net" or "solver"
+    kind: str  # "net", "solver", or the full name of another Caffe message (caffe.LabelMap)
     schema: Schema | None
 
     @functools.cached_property
@@ -47,7 +47,8 @@ class FileContext:
             return []
         from caffe_nanlayers.lint.schema import NET, SOLVER
 
-        return self.schema.problems(self.document.root, NET if self.kind == "net" else SOLVER)
+        message = {"net": NET, "solver": SOLVER}.get(self.kind, self.kind)
+        return self.schema.problems(self.document.root, message)
 
 
 @dataclass
@@ -84,3 +85,4 @@ class SolverContext:
     root: Node
     net_refs: list[NetRef] = field(default_factory=list)
     nets: list[Net] = field(default_factory=list)  # the nets it trains: inline, and the files found
+    driven_by: str | None = None  # a Python script beside it that steps it: 'caffe train' never runs it

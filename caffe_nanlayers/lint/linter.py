@@ -23,7 +23,7 @@ from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
-from caffe_nanlayers.lint.usage import SolverUse, solver_uses, usage_of
+from caffe_nanlayers.lint.usage import SolverUse, python_driver, solver_uses, usage_of
 
 NET, SOLVER = "net", "solver"
 NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
@@ -53,6 +53,9 @@ SOLVER_FIELDS = {
     "clip_gradients",
     "iter_size",
 }
+# Other Caffe messages people keep in *.prototxt files, told by their top-level fields alone:
+# SSD's label maps (item { name label display_name }). They are checked against their own message.
+OTHER_MESSAGES = {"caffe.LabelMap": {"item"}}
 NET_REF_FIELDS = ("net", "train_net", "test_net")
 INLINE_NET_FIELDS = ("net_param", "train_net_param", "test_net_param")
 SCHEMA_CODES = ("NAN001", "NAN002", "NAN003")
@@ -99,8 +102,11 @@ def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
 
 
 def file_kind(root: Node) -> str:
-    """NET or SOLVER, from the top-level field names."""
+    """NET, SOLVER or the full name of another Caffe message (caffe.LabelMap), from the top-level fields."""
     names = {c.name for c in root.children or ()}
+    for message, fields in OTHER_MESSAGES.items():
+        if names and names <= fields:
+            return message
     if names & NET_FIELDS:
         return NET
     if names & SOLVER_FIELDS:
@@ -178,6 +184,7 @@ class Linter:
                 self._schema_note = f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}"
         self._seen: set[str] = set()
         self._uses: dict[str, list[SolverUse]] = {}  # real path of a net file -> the solvers naming it
+        self._scripts: dict = {}  # directory -> its Python scripts that step a solver
 
     def _run(self, scope: str, ctx, path: str) -> list[Finding]:
         found = []
@@ -236,6 +243,13 @@ class Linter:
         self, document: Document, kind: str, refs: list[NetRef], documents: dict[str, Document] | None = None
     ) -> None:
         path, root = document.path, document.root
+        if kind not in (NET, SOLVER) and (self.schema is None or not self.schema.has(kind)):
+            self.report.notes.append(
+                f"note: {path}: a {kind.removeprefix('caffe.')} (not a net or a solver): not checked "
+                "without a caffe.proto that defines it"
+            )
+            self.report.files += 1
+            return
         findings = self._run("file", FileContext(document, kind, self.schema), path)
         if kind == NET:
             uses = self._uses.get(os.path.realpath(path), [])
@@ -247,7 +261,8 @@ class Linter:
                 net_document = (documents or {}).get(os.path.realpath(ref.found)) if ref.found else None
                 if net_document is not None:
                     nets.append(build_net(net_document.root))
-            findings += self._run("solver", SolverContext(path, root, refs, nets), path)
+            driver = python_driver(path, self._scripts) if os.path.isfile(path) else None
+            findings += self._run("solver", SolverContext(path, root, refs, nets, driver), path)
             for node in inline:
                 field = node.name.removesuffix("_param")
                 findings += self._run(

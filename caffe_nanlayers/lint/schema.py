@@ -63,6 +63,13 @@ class Schema:
     def message(self, full_name: str):
         return self._find(full_name)
 
+    def has(self, full_name: str) -> bool:
+        try:
+            self._find(full_name)
+        except KeyError:
+            return False
+        return True
+
     def problems(self, root: Node, full_name: str) -> list[SchemaProblem]:
         return list(_check_message(root, self.message(full_name)))
 

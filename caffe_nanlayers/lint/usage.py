@@ -13,6 +13,8 @@ own content otherwise; the rules read the result.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 from caffe_nanlayers.lint.model import Node
@@ -125,3 +127,46 @@ def weights_origin(net: Net, uses: list[SolverUse]) -> str | None:
 def usage_of(net: Net, uses: list[SolverUse]) -> Usage:
     phases, why = phases_of(net, uses)
     return Usage(phases, why, weights_origin(net, uses))
+
+
+_DRIVES = re.compile(r"\.(step|solve)\(")
+_SCRIPT_BYTES = 1 << 20  # a driver script is small; a big file is data
+
+
+def _scripts(directory: str) -> tuple[tuple[str, str], ...]:
+    """(path, text) of the Python scripts in ``directory`` that call ``.step(`` or ``.solve(``."""
+    found = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return ()
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.endswith(".py") or not os.path.isfile(path):
+            continue
+        try:
+            if os.path.getsize(path) > _SCRIPT_BYTES:
+                continue
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if _DRIVES.search(text):
+            found.append((path, text))
+    return tuple(found)
+
+
+def python_driver(solver_path: str, cache: dict[str, tuple[tuple[str, str], ...]]) -> str | None:
+    """A script in the solver's directory (or its parent) that names it and steps it from Python.
+
+    ``cache`` maps directories to their scripts, for one run (the files may change between runs).
+    """
+    directory = os.path.dirname(os.path.abspath(solver_path))
+    name = os.path.basename(solver_path)
+    for where in (directory, os.path.dirname(directory)):
+        if where not in cache:
+            cache[where] = _scripts(where)
+        for path, text in cache[where]:
+            if name in text:
+                return path
+    return None
