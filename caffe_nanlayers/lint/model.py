@@ -37,6 +37,7 @@ class Node:
     value_col: int = 0
     children: list[Node] | None = None
     end_line: int = 0  # the line of the closing brace, for messages
+    listed: bool = False  # written inside a list, ``name: [a, b]``
 
     @property
     def is_message(self) -> bool:

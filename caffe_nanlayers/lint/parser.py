@@ -123,6 +123,7 @@ class _Parser:
                 nodes.append(self.scalar(name, name_tok))
             else:
                 self.error("'{' (a list without ':' holds messages)")
+            nodes[-1].listed = True
             if self.at(","):
                 self.take()
             elif not self.at("]"):

@@ -187,6 +187,7 @@ def _is_repeated(field) -> bool:
 def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
     fields = descriptor.fields_by_name
     seen: dict[str, Node] = {}
+    listed: set[str] = set()
     for child in message.children or ():
         field = fields.get(child.name)
         if field is None:
@@ -210,15 +211,24 @@ def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
                 BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
             )
             continue
-        repeated = _is_repeated(field)
-        if not repeated and child.name in seen and not is_message_field:
-            first = seen[child.name]
-            yield SchemaProblem(
-                REPEATED_SINGULAR,
-                child,
-                f"'{child.name}' is set twice (first on line {first.line}); "
-                f"Caffe keeps only the last value, {child.raw}",
-            )
+        if not _is_repeated(field):
+            if child.listed:
+                if child.name not in listed:
+                    listed.add(child.name)
+                    yield SchemaProblem(
+                        REPEATED_SINGULAR,
+                        child,
+                        f"'{child.name}' is not a repeated field: Caffe refuses a list '[...]' for it "
+                        "and does not load the file",
+                    )
+            elif child.name in seen:
+                first = seen[child.name]
+                yield SchemaProblem(
+                    REPEATED_SINGULAR,
+                    child,
+                    f"'{child.name}' is set twice (first on line {first.line}): Caffe refuses the file "
+                    f'(Non-repeated field "{child.name}" is specified multiple times)',
+                )
         seen.setdefault(child.name, child)
         if is_message_field:
             yield from _check_message(child, field.message_type)
