@@ -119,18 +119,31 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
     files, errors = [], []
     for path in paths:
         if os.path.isdir(path):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(path):
+            found, unreadable = [], []
+            for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable.append):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".prototxt"))
-            if not found:
+            for exc in unreadable:
+                errors.append((exc.filename or path, f"cannot read the directory: {exc.strerror or exc}"))
+            if not found and not unreadable:
                 errors.append((path, "no *.prototxt files found under this directory"))
             files.extend(sorted(found))
         elif os.path.exists(path):
             files.append(path)
         else:
-            errors.append((path, "expected a prototxt file or a directory, found no such path"))
+            errors.append((path, _missing(path)))
     return files, errors
+
+
+def _missing(path: str) -> str:
+    """Why a path that os.path.exists denies is not there: absent, or behind a directory we cannot enter."""
+    try:
+        os.stat(path)
+    except PermissionError as exc:
+        return f"cannot read the file: {exc.strerror} (a directory on its path cannot be entered)"
+    except OSError:
+        pass
+    return "expected a prototxt file or a directory, found no such path"
 
 
 def _ancestors(directory: str) -> list[str]:

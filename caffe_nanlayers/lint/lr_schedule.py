@@ -10,6 +10,8 @@ iterations where the rate jumps (steps).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -75,6 +77,11 @@ class Schedule:
     stepvalues: list[int] = field(default_factory=list)
     max_iter: int = 0
 
+    @functools.cached_property
+    def _sorted_steps(self) -> list[int]:
+        """The stepvalues sorted once: counting those passed is then a bisection, not a walk of all."""
+        return sorted(self.stepvalues)
+
     def rate(self, it: int) -> float:
         """The learning rate at iteration ``it``; raises ZeroDivisionError where Caffe gets SIGFPE."""
         base = to_float32(self.base_lr)
@@ -89,7 +96,7 @@ class Schedule:
         elif p == "inv":
             r = base * _pow(to_float32(1.0 + to_float32(gamma * it)), -power)  # float math, as Caffe
         elif p == "multistep":
-            step = sum(1 for v in self.stepvalues if it >= v)  # Caffe advances at most one per iteration
+            step = bisect.bisect_right(self._sorted_steps, it)  # how many stepvalues are <= it
             r = base * _pow(gamma, step)
         elif p == "poly":
             ratio = to_float32(it / self.max_iter) if self.max_iter else (math.nan if it == 0 else math.inf)

@@ -18,6 +18,8 @@ Scalar = Union[str, int, float, bool]
 # (enum values, true/false, inf/nan).
 STRING, NUMBER, IDENTIFIER = "string", "number", "identifier"
 
+_FLOAT_INT_MAX = 2**1023  # a little under float's largest value: larger ints do not convert
+
 # The spellings protobuf's text-format parser accepts for a bool field.
 _TRUE_WORDS = ("true", "True", "t", 1)
 _FALSE_WORDS = ("false", "False", "f", 0)
@@ -76,10 +78,16 @@ class Node:
         return default
 
     def number(self, name: str, default: float | None = None) -> float | None:
-        """A numeric child as a float; ``default`` when absent or not a number."""
+        """A numeric child (an int stays an int); ``default`` when absent or not a number.
+
+        An integer too large for a float (``base_lr: 1000...0`` with 400 digits) is returned as an
+        infinity of its sign, so that the rules' float arithmetic cannot overflow; NAN002 reports it.
+        """
         value = self.scalar(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return default
+        if isinstance(value, int) and abs(value) > _FLOAT_INT_MAX:
+            return math.inf if value > 0 else -math.inf
         return value
 
     def integers(self, name: str) -> list[int]:

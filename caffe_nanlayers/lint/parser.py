@@ -181,13 +181,25 @@ def parse_text(text: str, path: str = "<string>") -> Document:
     return Document(path, root, comments)
 
 
-def parse_file(path: str) -> Document:
-    """Read and parse a file; unreadable or non-UTF-8 files are a ``UserError`` too."""
+# Far above any real net (the largest model-zoo nets are a few MB), far below what would exhaust memory:
+# /dev/zero or a stray 4 GB file is one line, not a MemoryError.
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def parse_file(path: str, max_bytes: int = MAX_BYTES) -> Document:
+    """Read and parse a file; unreadable, oversized or non-UTF-8 files are a ``UserError`` too."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(max_bytes + 1)
     except OSError as exc:
         raise UserError(f"{path}:1:1: cannot read the file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise PrototxtSyntaxError(
+            path,
+            1,
+            1,
+            f"expected a prototxt file of at most {max_bytes // (1024 * 1024)} MB, found a larger one",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

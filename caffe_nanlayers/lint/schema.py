@@ -171,7 +171,8 @@ def _check_value(node: Node, field) -> str | None:
     if cpp in (_FLOAT, _DOUBLE):
         if node.kind != NUMBER:
             return f"{what} is a number: expected a number, found {node.raw}"
-        if cpp == _FLOAT and math.isfinite(node.value) and abs(node.value) > FLT_MAX:
+        finite = isinstance(node.value, int) or math.isfinite(node.value)  # ints of 400 digits included
+        if cpp == _FLOAT and finite and abs(node.value) > FLT_MAX:
             return f"{what} is a float: {node.raw} overflows to inf"
         return None
     return None
