@@ -9,6 +9,7 @@ files are still linted. Each is also a ``Finding`` with the code NAN000 in
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -307,7 +308,15 @@ class Linter:
 
         Two passes, so that a net listed before its solver is still linted as that solver uses it.
         """
-        texts = texts or {}
+        collecting = gc.isenabled()
+        gc.disable()  # the trees hold no cycles; the collector would walk every node of every file held
+        try:
+            return self._run_all(paths, texts or {})
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run_all(self, paths: list[str], texts: dict[str, str]) -> Report:
         queue = list(paths)
         parsed: list[tuple[Document, str, list[NetRef]]] = []
         while queue:

@@ -71,7 +71,13 @@ class Schema:
         return True
 
     def problems(self, root: Node, full_name: str) -> list[SchemaProblem]:
-        return list(_check_message(root, self.message(full_name)))
+        found: list[SchemaProblem] = []
+        pending = [(root, self.message(full_name))]
+        while pending:  # a loop over the messages, not nested generators: a large net has 150,000
+            message, descriptor = pending.pop()
+            found.extend(_check_message(message, descriptor, pending))
+        found.sort(key=lambda p: (p.node.line, p.node.col))
+        return found
 
 
 def _caffe_pb2_path() -> str | None:
@@ -185,20 +191,32 @@ def _is_repeated(field) -> bool:
     return field.label == 3  # LABEL_REPEATED
 
 
-def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
-    fields = descriptor.fields_by_name
+@functools.cache
+def _fields(descriptor) -> dict[str, tuple]:
+    """name -> (field, is a message field, is repeated): read once per message type, not once per use."""
+    return {
+        name: (field, field.cpp_type == _MESSAGE, _is_repeated(field))
+        for name, field in descriptor.fields_by_name.items()
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _unknown_field_message(name: str, descriptor) -> str:
+    """The same fork field appears hundreds of times in a big net: the near-miss search runs once."""
+    return f"unknown field '{name}' in {descriptor.name}{suggest(name, descriptor.fields_by_name)}"
+
+
+def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaProblem]:
+    """The problems of ``message``'s own fields; its message fields are added to ``pending``."""
+    fields = _fields(descriptor)
     seen: dict[str, Node] = {}
     listed: set[str] = set()
     for child in message.children or ():
-        field = fields.get(child.name)
-        if field is None:
-            yield SchemaProblem(
-                UNKNOWN_FIELD,
-                child,
-                f"unknown field '{child.name}' in {descriptor.name}{suggest(child.name, fields)}",
-            )
+        info = fields.get(child.name)
+        if info is None:
+            yield SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor))
             continue
-        is_message_field = field.cpp_type == _MESSAGE
+        field, is_message_field, repeated = info
         if is_message_field and not child.is_message:
             yield SchemaProblem(
                 BAD_VALUE,
@@ -212,7 +230,7 @@ def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
                 BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
             )
             continue
-        if not _is_repeated(field):
+        if not repeated:
             if child.listed:
                 if child.name not in listed:
                     listed.add(child.name)
@@ -232,7 +250,7 @@ def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
                 )
         seen.setdefault(child.name, child)
         if is_message_field:
-            yield from _check_message(child, field.message_type)
+            pending.append((child, field.message_type))
         else:
             why = _check_value(child, field)
             if why:

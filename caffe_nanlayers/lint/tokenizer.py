@@ -45,7 +45,7 @@ class TokenizeError(Exception):
         self.line, self.col, self.message = line, col, message
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     kind: str
     text: str  # as written (for strings: including quotes)
