@@ -184,3 +184,9 @@ def test_fast_and_exact_parsers_agree_on_odd_forms(text):
         return document.root, document.comments
 
     assert outcome(parse_text) == outcome(parse_text_exact)
+
+
+def test_a_non_ascii_digit_is_a_syntax_error_not_a_crash():
+    """'²'.isdigit() is true, but no number starts with it: the tokenizer once crashed on it."""
+    with pytest.raises(PrototxtSyntaxError, match="found character '²'"):
+        parse_text("a: ²")
