@@ -24,7 +24,7 @@ from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
-from caffe_nanlayers.lint.usage import SolverUse, python_driver, solver_uses, usage_of
+from caffe_nanlayers.lint.usage import SolverUse, Usage, python_driver, solver_uses, usage_of
 
 NET, SOLVER = "net", "solver"
 NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
@@ -78,6 +78,7 @@ class Report:
     not_linted: list[Finding] = field(default_factory=list)  # the same errors as NAN000 findings
     notes: list[str] = field(default_factory=list)
     files: int = 0
+    usages: dict[str, Usage] = field(default_factory=dict)  # each net file: the phases it is built in
 
 
 def _matches(code: str, patterns: Iterable[str]) -> bool:
@@ -267,7 +268,9 @@ class Linter:
         findings = self._run("file", FileContext(document, kind, self.schema), path)
         if kind == NET:
             uses = self._uses.get(os.path.realpath(path), [])
-            findings += self._run("net", self._net_context(path, root, uses), path)
+            context = self._net_context(path, root, uses)
+            self.report.usages[path] = context.usage
+            findings += self._run("net", context, path)
         elif kind == SOLVER:
             inline = [node for name in INLINE_NET_FIELDS for node in root.all(name) if node.is_message]
             nets = [build_net(node) for node in inline]
