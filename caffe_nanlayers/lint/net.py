@@ -10,6 +10,7 @@ which phase (and stage) each layer exists.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from caffe_nanlayers.lint.model import Node
@@ -119,16 +120,21 @@ class Layer:
         Only ``include`` and ``exclude`` count: a layer-level ``phase:`` field restricts nothing (Net::Init
         keeps the layer in every phase and only fills the field in when it is unset).
         """
-        include, exclude = self.node.all("include"), self.node.all("exclude")
+        include, exclude = self._rules
         if include:
             return any(_meets_rule(state, r) for r in include)
         return not any(_meets_rule(state, r) for r in exclude)
 
-    @property
+    @functools.cached_property
+    def _rules(self) -> tuple[list[Node], list[Node]]:
+        """(include, exclude): read once, as FilterNet runs for every state the rules check."""
+        return self.node.all("include"), self.node.all("exclude")
+
+    @functools.cached_property
     def loss_weights(self) -> list[float]:
         return [n.value for n in self.node.all("loss_weight") if isinstance(n.value, (int, float))]
 
-    @property
+    @functools.cached_property
     def is_loss(self) -> bool:
         """A loss layer by type, or any layer given a non-zero loss_weight."""
         return self.type.endswith("Loss") or any(w != 0 for w in self.loss_weights)
@@ -151,7 +157,7 @@ class Net:
     layers: list[Layer]
     inputs: list[NetInput] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def is_training_net(self) -> bool:
         """Has a loss: it is trained (deploy nets, with no loss, get weights from a .caffemodel)."""
         return any(layer.is_loss for layer in self.layers)
@@ -159,9 +165,14 @@ class Net:
     def states(self) -> list[NetState]:
         """The states worth checking: each phase with no stage, with each stage the net names, and with
         each stage combination an include rule asks for (never combinations nobody asks for)."""
+        return list(self._states)
+
+    @functools.cached_property
+    def _states(self) -> list[NetState]:
         combos: set[frozenset] = {frozenset()}
         for layer in self.layers:
-            for rule in layer.node.all("include") + layer.node.all("exclude"):
+            include, exclude = layer._rules
+            for rule in include + exclude:
                 named = [s.value for s in rule.all("stage") + rule.all("not_stage")]
                 named = [s for s in named if isinstance(s, str)]
                 combos.update(frozenset([s]) for s in named)

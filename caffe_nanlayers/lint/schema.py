@@ -143,43 +143,47 @@ def suggest(word: str, choices, cutoff: float = 0.75) -> str:
     return f" (did you mean '{by_upper[close[0]]}'?)" if close else ""
 
 
+@functools.cache
+def _enum_names(enum) -> frozenset[str]:
+    return frozenset(v.name for v in enum.values)
+
+
 def _check_value(node: Node, field) -> str | None:
     """Why ``node``'s scalar does not fit ``field``, or None when it does."""
     cpp = field.cpp_type
-    what = f"'{field.name}'"
     if cpp == _STRING:
         if node.kind != STRING:
-            return f"{what} is a string: expected a quoted value, found {node.raw}"
+            return f"'{field.name}' is a string: expected a quoted value, found {node.raw}"
         return None
     if cpp == _BOOL:
         if node.kind == IDENTIFIER and node.value in _BOOL_WORDS:
             return None
         if node.kind == NUMBER and node.value in (0, 1) and isinstance(node.value, int):
             return None
-        return f"{what} is a bool: expected true or false, found {node.raw}"
+        return f"'{field.name}' is a bool: expected true or false, found {node.raw}"
     if cpp == _ENUM:
         enum = field.enum_type
-        names = [v.name for v in enum.values]
-        if node.kind == IDENTIFIER and node.value in names:
+        if node.kind == IDENTIFIER and node.value in _enum_names(enum):
             return None
+        names = [v.name for v in enum.values]
         if node.kind == NUMBER and isinstance(node.value, int) and enum.values_by_number.get(node.value):
             return None
         hint = suggest(str(node.value), names, cutoff=0.6) if node.kind != NUMBER else ""
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        return f"{what} expects one of {shown}: found {node.raw}{hint}"
+        return f"'{field.name}' expects one of {shown}: found {node.raw}{hint}"
     if cpp in _INT_RANGES:
         low, high, type_name = _INT_RANGES[cpp]
         if node.kind != NUMBER or not isinstance(node.value, int):
-            return f"{what} is an {type_name}: expected an integer, found {node.raw}"
+            return f"'{field.name}' is an {type_name}: expected an integer, found {node.raw}"
         if not low <= node.value <= high:
-            return f"{what} is an {type_name}: {node.raw} is out of range [{low}, {high}]"
+            return f"'{field.name}' is an {type_name}: {node.raw} is out of range [{low}, {high}]"
         return None
     if cpp in (_FLOAT, _DOUBLE):
         if node.kind != NUMBER:
-            return f"{what} is a number: expected a number, found {node.raw}"
+            return f"'{field.name}' is a number: expected a number, found {node.raw}"
         finite = isinstance(node.value, int) or math.isfinite(node.value)  # ints of 400 digits included
         if cpp == _FLOAT and finite and abs(node.value) > FLT_MAX:
-            return f"{what} is a float: {node.raw} overflows to inf"
+            return f"'{field.name}' is a float: {node.raw} overflows to inf"
         return None
     return None
 

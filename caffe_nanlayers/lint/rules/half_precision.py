@@ -34,7 +34,7 @@ HALF = {"FLOAT16", "HALF", "FP16", "float16", "half"}
 
 def check(ctx):
     for node in ctx.document.root.walk():
-        if not node.is_message and node.value in HALF and node.name.endswith(("type", "math")):
+        if node.value in HALF and node.children is None and node.name.endswith(("type", "math")):
             yield Problem(
                 node,
                 f"'{node.name}: {node.raw}' computes in float16: values beyond 65504 become inf; "
