@@ -273,15 +273,14 @@ def test_frozen_layers_need_no_filler():
     assert codes_for(text, "NAN102") == []
 
 
-def test_net_without_any_filler_is_taken_as_pretrained_even_under_a_solver():
-    """As FCN's nets: no filler at all, trained by a solver, the weights copied in by solve.py."""
+def test_net_without_any_filler_or_solver_is_taken_as_pretrained():
     text = """
         layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" inner_product_param { num_output: 2 } }
         layer { name: "loss" type: "SoftmaxWithLoss" bottom: "a" bottom: "label" top: "loss" }
         """
     assert codes_for(text, "NAN102") == []
     solver = 'base_lr: 0.01 lr_policy: "fixed" max_iter: 10 net_param {' + text + "}"
-    assert codes_for(solver, "NAN102") == []
+    assert codes_for(solver, "NAN102") == ["NAN102"]  # a solver trains it from its (zero) fillers
 
 
 TWO_FC = """

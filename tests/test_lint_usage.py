@@ -56,7 +56,9 @@ def filler_net(filled: int, unfilled: int, frozen: bool = False) -> str:
 
 
 def test_fine_tuned_nets_are_recognised():
-    assert usage(filler_net(0, 3)).weights_loaded  # no filler anywhere
+    assert usage(filler_net(0, 3)).weights_loaded  # no filler anywhere, no solver: a pretrained net
+    assert usage(filler_net(0, 3), use("train_net")).weights_loaded is None  # trained from zeros
+    assert usage(filler_net(0, 3), use("train_net", weights=True)).weights_loaded
     assert usage(filler_net(1, 5)).weights_loaded  # a new head on a backbone
     assert usage(filler_net(2, 1, frozen=True)).weights_loaded  # a frozen layer
     assert usage(filler_net(3, 1), use("train_net", weights=True)).weights_loaded
@@ -192,3 +194,21 @@ def test_snapshot_off_and_evaluation_pass_are_not_reported(tmp_path):
     assert solver_codes(tmp_path, evaluation, "NAN203") == []
     no_test = evaluation + "test_initialization: false\n"
     assert solver_codes(tmp_path, no_test, "NAN203") == ["NAN203"]
+
+
+def test_a_script_beside_the_solver_that_loads_weights_marks_fine_tuning(tmp_path):
+    """FCN's solve.py: solver.net.copy_from(weights); the nets state no filler at all."""
+    net = filler_net(0, 3)
+    solver = write_pair(tmp_path, "train_net", net)
+    assert codes_for_solver(solver, tmp_path) == ["NAN102"] * 3
+    (tmp_path / "solve.py").write_text(
+        "solver = caffe.SGDSolver('solver.prototxt')\nsolver.net.copy_from(w)\n"
+    )
+    assert codes_for_solver(solver, tmp_path) == []
+    (tmp_path / "solve.py").unlink()
+    (tmp_path / "train.sh").write_text("caffe train --solver=solver.prototxt --weights=vgg16.caffemodel\n")
+    assert codes_for_solver(solver, tmp_path) == []
+
+
+def codes_for_solver(solver: str, tmp_path) -> list[str]:
+    return [f.code for f in lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN102"])).findings]

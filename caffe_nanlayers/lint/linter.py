@@ -24,7 +24,14 @@ from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
-from caffe_nanlayers.lint.usage import SolverUse, Usage, python_driver, solver_uses, usage_of
+from caffe_nanlayers.lint.usage import (
+    SolverUse,
+    Usage,
+    python_driver,
+    scripts_load_weights,
+    solver_uses,
+    usage_of,
+)
 
 NET, SOLVER = "net", "solver"
 NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
@@ -199,7 +206,7 @@ class Linter:
                 self._schema_note = f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}"
         self._seen: set[str] = set()
         self._uses: dict[str, list[SolverUse]] = {}  # real path of a net file -> the solvers naming it
-        self._scripts: dict = {}  # directory -> its Python scripts that step a solver
+        self._scripts: dict = {}  # directory -> its scripts that step a solver or load weights
 
     def _run(self, scope: str, ctx, path: str) -> list[Finding]:
         found = []
@@ -240,7 +247,10 @@ class Linter:
         for ref in refs:
             if ref.found is None:
                 continue
-            use = solver_uses(root, document.path, ref.node.name)
+            loads = (
+                scripts_load_weights(document.path, self._scripts) if os.path.isfile(document.path) else False
+            )
+            use = solver_uses(root, document.path, ref.node.name, loads)
             self._uses.setdefault(os.path.realpath(ref.found), []).append(use)
             if ref.where != "the working directory":
                 self.report.notes.append(
@@ -282,9 +292,9 @@ class Linter:
             findings += self._run("solver", SolverContext(path, root, refs, nets, driver), path)
             for node in inline:
                 field = node.name.removesuffix("_param")
-                findings += self._run(
-                    "net", self._net_context(path, node, [solver_uses(root, path, field)]), path
-                )
+                loads = scripts_load_weights(path, self._scripts) if os.path.isfile(path) else False
+                use = solver_uses(root, path, field, loads)
+                findings += self._run("net", self._net_context(path, node, [use]), path)
         silenced = suppressions(document)
         for line, col, pattern in silenced.named:
             if pattern == "ALL" or (pattern[-1].isdigit() and any(c.startswith(pattern) for c in RULES)):

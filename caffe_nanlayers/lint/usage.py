@@ -42,10 +42,10 @@ class SolverUse:
         return BOTH if self.tests else TRAIN_ONLY
 
 
-def solver_uses(root: Node, path: str, field: str) -> SolverUse:
-    return SolverUse(
-        path, field, tests=root.get("test_iter") is not None, loads_weights=root.get("weights") is not None
-    )
+def solver_uses(root: Node, path: str, field: str, scripts_load: bool = False) -> SolverUse:
+    """``scripts_load``: a script beside the solver loads weights (``copy_from``, ``--weights``)."""
+    loads = root.get("weights") is not None or scripts_load
+    return SolverUse(path, field, tests=root.get("test_iter") is not None, loads_weights=loads)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def weights_origin(net: Net, uses: list[SolverUse]) -> str | None:
 
     A net trained from scratch states a filler on (nearly) every learnable layer; a fine-tuned one
     states them on its new head only, the backbone being copied by name from ``--weights`` or
-    ``copy_from``. Frozen layers (``lr_mult: 0``) are set from outside too.
+    ``copy_from``. Frozen layers (``lr_mult: 0``) are set from outside too. A net with no filler at
+    all is a deploy or pretrained net, unless a solver trains it with no sign of loading weights:
+    then every weight really starts at zero.
     """
     if any(u.loads_weights for u in uses):
         return "its solver loads weights"
@@ -112,11 +114,11 @@ def weights_origin(net: Net, uses: list[SolverUse]) -> str | None:
     if not layers:
         return None
     filled = [layer for layer, param in layers if has_weight_filler(param)]
-    if not filled:
-        return "no layer states a weight_filler: the weights are copied from a .caffemodel"
+    if not filled and not uses:
+        return "no layer states a weight_filler and no solver trains it: the weights come from a .caffemodel"
     if any(frozen(layer, 0) for layer, _ in layers):
         return "it freezes layers (lr_mult: 0): they hold weights copied from a .caffemodel"
-    if len(layers) - len(filled) > len(filled):
+    if filled and len(layers) - len(filled) > len(filled):  # a new head with fillers on a backbone
         return (
             f"{len(layers) - len(filled)} of its {len(layers)} learnable layers state no weight_filler: "
             "a backbone copied from a .caffemodel (fine-tuning)"
@@ -130,11 +132,20 @@ def usage_of(net: Net, uses: list[SolverUse]) -> Usage:
 
 
 _DRIVES = re.compile(r"\.(step|solve)\(")
+_LOADS = re.compile(r"copy_from\(|-weights[ =]|\.caffemodel")
 _SCRIPT_BYTES = 1 << 20  # a driver script is small; a big file is data
 
 
-def _scripts(directory: str) -> tuple[tuple[str, str], ...]:
-    """(path, text) of the Python scripts in ``directory`` that call ``.step(`` or ``.solve(``."""
+@dataclass(frozen=True)
+class Script:
+    path: str
+    text: str
+    drives: bool  # steps a solver from Python
+    loads: bool  # loads weights into a net (copy_from, --weights, a .caffemodel)
+
+
+def _scripts(directory: str) -> tuple[Script, ...]:
+    """The Python and shell scripts in ``directory`` that step a solver or load weights."""
     found = []
     try:
         names = sorted(os.listdir(directory))
@@ -142,7 +153,7 @@ def _scripts(directory: str) -> tuple[tuple[str, str], ...]:
         return ()
     for name in names:
         path = os.path.join(directory, name)
-        if not name.endswith(".py") or not os.path.isfile(path):
+        if not name.endswith((".py", ".sh")) or not os.path.isfile(path):
             continue
         try:
             if os.path.getsize(path) > _SCRIPT_BYTES:
@@ -151,22 +162,30 @@ def _scripts(directory: str) -> tuple[tuple[str, str], ...]:
                 text = f.read()
         except OSError:
             continue
-        if _DRIVES.search(text):
-            found.append((path, text))
+        drives = name.endswith(".py") and bool(_DRIVES.search(text))
+        loads = bool(_LOADS.search(text))
+        if drives or loads:
+            found.append(Script(path, text, drives, loads))
     return tuple(found)
 
 
-def python_driver(solver_path: str, cache: dict[str, tuple[tuple[str, str], ...]]) -> str | None:
-    """A script in the solver's directory (or its parent) that names it and steps it from Python.
-
-    ``cache`` maps directories to their scripts, for one run (the files may change between runs).
-    """
+def _nearby(solver_path: str, cache: dict) -> list[Script]:
+    """The scripts in the solver's directory and its parent (``cache``: directory -> scripts, one run)."""
     directory = os.path.dirname(os.path.abspath(solver_path))
-    name = os.path.basename(solver_path)
+    found = []
     for where in (directory, os.path.dirname(directory)):
         if where not in cache:
             cache[where] = _scripts(where)
-        for path, text in cache[where]:
-            if name in text:
-                return path
-    return None
+        found.extend(cache[where])
+    return found
+
+
+def python_driver(solver_path: str, cache: dict) -> str | None:
+    """A script in the solver's directory (or its parent) that names it and steps it from Python."""
+    name = os.path.basename(solver_path)
+    return next((s.path for s in _nearby(solver_path, cache) if s.drives and name in s.text), None)
+
+
+def scripts_load_weights(solver_path: str, cache: dict) -> bool:
+    """Whether a script beside the solver loads weights (``copy_from``, ``--weights``, a .caffemodel)."""
+    return any(s.loads for s in _nearby(solver_path, cache))
