@@ -90,33 +90,23 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
     line, line_start, counted = 1, 0, 0  # newlines are counted up to ``counted``
     last_code_line = 0
     after_field = False  # a separator may follow a field, once
+    append = nodes.append
     for m in _FIELD.finditer(text):
         group = m.lastindex
-        newlines = count("\n", counted, m.end())  # only the blanks before a match hold line ends
+        end = m.end()
+        newlines = count("\n", counted, end)  # only the blanks before a match hold line ends
         if newlines:
             line += newlines
-            line_start = rfind("\n", counted, m.end()) + 1
-        counted = m.end()
+            line_start = rfind("\n", counted, end) + 1
+        counted = end
         if group == 2:  # name: value
-            name_start, value_start = m.start(1), m.start(2)
-            token = m.group(2)
-            vcol = value_start - line_start + 1
+            name, token = m.group(1, 2)
+            vcol = m.start(2) - line_start + 1
             if token.isdigit() and (token[0] != "0" or len(token) == 1):  # the most common value
                 value, kind, raw = int(token), NUMBER, token
             else:
                 value, kind, raw = _scalar(token, parse_number, line, vcol)
-            nodes.append(
-                Node(
-                    m.group(1),
-                    line,
-                    name_start - line_start + 1,
-                    value=value,
-                    kind=kind,
-                    raw=raw,
-                    value_line=line,
-                    value_col=vcol,
-                )
-            )
+            append(Node(name, line, m.start(1) - line_start + 1, value, kind, raw, line, vcol))
             last_code_line = line
             after_field = True
         elif group == 5:  # a closing brace
@@ -137,6 +127,7 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
                 )
             )
             nodes = outer
+            append = nodes.append
             last_code_line = line
             after_field = True
         elif group == 4:  # name {
@@ -146,6 +137,7 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
             name_col, open_col = m.start(3) - line_start + 1, m.start(4) - line_start + 1
             stack.append((nodes, m.group(3), line, name_col, line, open_col, _CLOSE[brace]))
             nodes = []
+            append = nodes.append
             last_code_line = line
             after_field = False
         elif group == 11:
@@ -180,6 +172,7 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
                     (nodes, m.group(6), name_line, name_col, line, other_col, _CLOSE[m.group(group)])
                 )
                 nodes = []
+                append = nodes.append
                 after_field = False
             last_code_line = line
         elif group == 10:

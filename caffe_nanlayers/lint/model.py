@@ -63,11 +63,18 @@ class Node:
 
     def all(self, name: str) -> list[Node]:
         """Every child called ``name``, in order (repeated fields)."""
-        return list(self._index().get(name, ()))
+        index = self._by_name
+        if index is None:
+            index = self._index()
+        found = index.get(name)
+        return list(found) if found else []
 
     def get(self, name: str) -> Node | None:
         """The last child called ``name``: Caffe's parser keeps the last of a repeated singular field."""
-        found = self._index().get(name)
+        index = self._by_name
+        if index is None:
+            index = self._index()
+        found = index.get(name)
         return found[-1] if found else None
 
     def scalar(self, name: str, default: Scalar | None = None) -> Scalar | None:

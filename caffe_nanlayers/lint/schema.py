@@ -221,7 +221,8 @@ def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaP
             yield SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor))
             continue
         field, is_message_field, repeated = info
-        if is_message_field and not child.is_message:
+        is_message = child.children is not None
+        if is_message_field and not is_message:
             yield SchemaProblem(
                 BAD_VALUE,
                 child,
@@ -229,7 +230,7 @@ def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaP
                 at_value=True,
             )
             continue
-        if not is_message_field and child.is_message:
+        if not is_message_field and is_message:
             yield SchemaProblem(
                 BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
             )
