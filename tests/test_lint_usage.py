@@ -212,3 +212,12 @@ def test_a_script_beside_the_solver_that_loads_weights_marks_fine_tuning(tmp_pat
 
 def codes_for_solver(solver: str, tmp_path) -> list[str]:
     return [f.code for f in lint_paths([solver], Options(cwd=str(tmp_path), select=["NAN102"])).findings]
+
+
+def test_a_net_path_with_a_tilde_says_caffe_does_not_expand_it(tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(
+        'train_net: "~/models/train.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 1\n'
+    )
+    (finding,) = lint_paths([str(solver)], Options(cwd=str(tmp_path), select=["NAN210"])).findings
+    assert finding.message.endswith("(Caffe does not expand '~')")
