@@ -45,6 +45,7 @@ _FIELD = re.compile(
 _CLOSE = {"{": "}", "<": ">"}
 _SPECIAL_FLOATS = {"inf": float("inf"), "infinity": float("inf"), "nan": float("nan")}
 _DIGITS = set("0123456789.")
+_LETTERS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
 
 class Unhandled(Exception):
@@ -102,8 +103,13 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
         if group == 2:  # name: value
             name, token = m.group(1, 2)
             vcol = m.start(2) - line_start + 1
-            if token.isdigit() and (token[0] != "0" or len(token) == 1):  # the most common value
+            first = token[0]
+            if first == '"' and "\\" not in token:  # the most common values, inline: a plain string,
+                value, kind, raw = token[1:-1], STRING, token
+            elif token.isdigit() and (first != "0" or len(token) == 1):  # a decimal integer,
                 value, kind, raw = int(token), NUMBER, token
+            elif first in _LETTERS and token.lower() not in _SPECIAL_FLOATS:  # an enum value or a bool
+                value, kind, raw = token, IDENTIFIER, token
             else:
                 value, kind, raw = _scalar(token, parse_number, line, vcol)
             append(Node(name, line, m.start(1) - line_start + 1, value, kind, raw, line, vcol))
