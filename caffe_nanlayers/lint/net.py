@@ -100,6 +100,9 @@ class Layer:
     v1: bool
     bottoms: list[Node]
     tops: list[Node]
+    # include and exclude rules, read once: FilterNet runs for every state the rules check
+    include: list[Node] = field(default_factory=list)
+    exclude: list[Node] = field(default_factory=list)
 
     @property
     def line(self) -> int:
@@ -120,21 +123,15 @@ class Layer:
         Only ``include`` and ``exclude`` count: a layer-level ``phase:`` field restricts nothing (Net::Init
         keeps the layer in every phase and only fills the field in when it is unset).
         """
-        include, exclude = self._rules
-        if include:
-            return any(_meets_rule(state, r) for r in include)
-        return not any(_meets_rule(state, r) for r in exclude)
+        if self.include:
+            return any(_meets_rule(state, r) for r in self.include)
+        return not self.exclude or not any(_meets_rule(state, r) for r in self.exclude)
 
-    @functools.cached_property
-    def _rules(self) -> tuple[list[Node], list[Node]]:
-        """(include, exclude): read once, as FilterNet runs for every state the rules check."""
-        return self.node.all("include"), self.node.all("exclude")
-
-    @functools.cached_property
+    @property
     def loss_weights(self) -> list[float]:
         return [n.value for n in self.node.all("loss_weight") if isinstance(n.value, (int, float))]
 
-    @functools.cached_property
+    @property
     def is_loss(self) -> bool:
         """A loss layer by type, or any layer given a non-zero loss_weight."""
         return self.type.endswith("Loss") or any(w != 0 for w in self.loss_weights)
@@ -171,8 +168,7 @@ class Net:
     def _states(self) -> list[NetState]:
         combos: set[frozenset] = {frozenset()}
         for layer in self.layers:
-            include, exclude = layer._rules
-            for rule in include + exclude:
+            for rule in layer.include + layer.exclude:
                 named = [s.value for s in rule.all("stage") + rule.all("not_stage")]
                 named = [s for s in named if isinstance(s, str)]
                 combos.update(frozenset([s]) for s in named)
@@ -206,6 +202,8 @@ def _layer_from_node(node: Node, index: int) -> Layer:
         v1=v1,
         bottoms=[n for n in node.all("bottom") if isinstance(n.value, str)],
         tops=[n for n in node.all("top") if isinstance(n.value, str)],
+        include=node.all("include"),
+        exclude=node.all("exclude"),
     )
 
 
