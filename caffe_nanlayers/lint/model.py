@@ -149,3 +149,4 @@ class Document:
     path: str
     root: Node
     comments: list[Comment] = field(default_factory=list)
+    text: str = ""  # the file as read, for rules that can rule a file out by a word it lacks

@@ -187,7 +187,7 @@ def parse_text(text: str, path: str = "<string>") -> Document:
     finally:
         if collecting:
             gc.enable()
-    return Document(path, Node("", 1, 1, children=children, end_line=last_line), comments)
+    return Document(path, Node("", 1, 1, children=children, end_line=last_line), comments, text)
 
 
 def parse_text_exact(text: str, path: str = "<string>") -> Document:
@@ -199,7 +199,7 @@ def parse_text_exact(text: str, path: str = "<string>") -> Document:
     parser = _Parser(path, tokens)
     children = parser.fields(None, 0)
     root = Node("", 1, 1, children=children, end_line=tokens[-1].line)
-    return Document(path, root, comments)
+    return Document(path, root, comments, text)
 
 
 # Far above any real net (the largest model-zoo nets are a few MB), far below what would exhaust memory:

@@ -197,9 +197,11 @@ def _is_repeated(field) -> bool:
 
 @functools.cache
 def _fields(descriptor) -> dict[str, tuple]:
-    """name -> (field, is a message field, is repeated): read once per message type, not once per use."""
+    """name -> (field, is a message field, is repeated, the value kind that needs no further check):
+    read once per message type, not once per use."""
+    plain = {_STRING: STRING}
     return {
-        name: (field, field.cpp_type == _MESSAGE, _is_repeated(field))
+        name: (field, field.cpp_type == _MESSAGE, _is_repeated(field), plain.get(field.cpp_type))
         for name, field in descriptor.fields_by_name.items()
     }
 
@@ -220,7 +222,7 @@ def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaP
         if info is None:
             yield SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor))
             continue
-        field, is_message_field, repeated = info
+        field, is_message_field, repeated, plain = info
         is_message = child.children is not None
         if is_message_field and not is_message:
             yield SchemaProblem(
@@ -256,7 +258,7 @@ def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaP
         seen.setdefault(child.name, child)
         if is_message_field:
             pending.append((child, field.message_type))
-        else:
+        elif child.kind != plain:  # a quoted value for a string field is always right
             why = _check_value(child, field)
             if why:
                 yield SchemaProblem(BAD_VALUE, child, why, at_value=True)
