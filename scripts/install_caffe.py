@@ -138,9 +138,39 @@ __attribute__((constructor)) static void start_python_next_to_this_binary() {
 # Caffe the user brought and knows when it is stale.
 BUILD_STAMP = ".nanlayers-build"
 
-# What `import caffe` needs besides numpy and protobuf (caffe/io.py imports
-# skimage and scipy; net_spec imports six).
-CAFFE_PYTHON_DEPS = ["six", "scikit-image", "scipy"]
+# What `import caffe` needs besides numpy and protobuf: net_spec imports six.
+# caffe/io.py imports skimage and scipy at the top, for its image helpers
+# alone (load_image, resize_image), which no tool here calls; the installer
+# makes those imports lazy (see lazy_image_imports), so a set-up does not
+# download and unpack them (about two thirds of its pip time) and every
+# `import caffe` (each Caffe child, each Python layer) skips loading them.
+CAFFE_PYTHON_DEPS = ["six"]
+# The io.py imports made lazy; anything else in that file is a changed sdist.
+EAGER_IMAGE_IMPORTS = "import skimage.io\nfrom scipy.ndimage import zoom\n"
+LAZY_IMAGE_IMPORTS = """\
+# Made lazy by caffe-nanlayers' installer: `import caffe` needs neither
+# scikit-image nor scipy; caffe.io's image helpers import them when called.
+class _ImportedOnUse:
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+skimage = _ImportedOnUse("skimage")
+
+
+def zoom(*args, **kwargs):
+    from scipy.ndimage import zoom as scipy_zoom
+
+    return scipy_zoom(*args, **kwargs)
+"""
+# Bumped when what install_into_venv does to the cached package changes, so
+# that venvs installed the old way are installed again.
+INSTALL_REVISION = "1"
 
 LOG_TAIL_LINES = 25
 
@@ -617,6 +647,21 @@ def venv_bin_dir(probe: dict) -> Path:
     return Path(probe["executable"]).parent
 
 
+def lazy_image_imports(io_py: str) -> str:
+    """caffe/io.py with its scikit-image and scipy imports made lazy."""
+    if io_py.count(EAGER_IMAGE_IMPORTS) != 1:
+        raise StepFailed(
+            "caffe/io.py does not start with the imports this installer makes lazy "
+            f"({EAGER_IMAGE_IMPORTS.strip()!r}): the sdist changed, update lazy_image_imports"
+        )
+    return io_py.replace(EAGER_IMAGE_IMPORTS, LAZY_IMAGE_IMPORTS)
+
+
+def install_stamp(key: str) -> str:
+    """What a venv's caffe package records: the build it came from and how it was installed."""
+    return f"{key}+install{INSTALL_REVISION}"
+
+
 def installed_stamp(probe: dict) -> str | None:
     """The recipe key of this project's Caffe installed in the venv, None if absent or not ours."""
     stamp = Path(probe["purelib"]) / "caffe" / BUILD_STAMP
@@ -650,10 +695,19 @@ def install_into_venv(progress: Progress, result: Path, probe: dict, python: str
             f"this venv's layout is not the one the tools expect: {site_caffe} is not {expected}"
         )
     with progress.timed(f"install caffe into the virtual environment and {', '.join(TOOLS)} into {bin_dir}"):
-        copy_atomically(result / "caffe", site_caffe)
+        staged = Path(tempfile.mkdtemp(dir=site_caffe.parent, prefix=".caffe-install-")) / "caffe"
+        try:
+            shutil.copytree(result / "caffe", staged, symlinks=False)
+            io_py = staged / "io.py"
+            io_py.write_text(lazy_image_imports(io_py.read_text()))
+            key = (staged / BUILD_STAMP).read_text().strip()
+            (staged / BUILD_STAMP).write_text(install_stamp(key) + "\n")
+            copy_atomically(staged, site_caffe)
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
         for tool in TOOLS:
             copy_atomically(result / "bin" / tool, bin_dir / tool)
-    deps_present = run_capture([python, "-c", "import six, skimage, scipy"]).returncode == 0
+    deps_present = run_capture([python, "-c", "import six"]).returncode == 0
     if not deps_present:
         progress.run(
             "install caffe's Python dependencies",
@@ -740,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         key = cache_key(probe)
         stamp = installed_stamp(probe)
-        if not force and stamp == key and tools_installed(probe):
+        if not force and stamp == install_stamp(key) and tools_installed(probe):
             progress.say(f"this recipe's Caffe and tools are installed already ({key})")
             return 0
         if not force and stamp is None:

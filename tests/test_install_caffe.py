@@ -77,6 +77,29 @@ def test_logging_patch_matches_the_real_sdist(tmp_path):
     assert "DLOG_IF" not in patched and "Top shape" in patched
 
 
+IO_PY_HEAD = "import numpy as np\nimport skimage.io\nfrom scipy.ndimage import zoom\n\ndef load_image(f):\n"
+
+
+def test_image_imports_are_made_lazy_and_nothing_else():
+    patched = install_caffe.lazy_image_imports(IO_PY_HEAD)
+    assert patched.startswith("import numpy as np\n") and patched.endswith("\ndef load_image(f):\n")
+    assert "import skimage.io" not in patched and "skimage = _ImportedOnUse" in patched
+    with pytest.raises(install_caffe.StepFailed, match="the sdist changed"):
+        install_caffe.lazy_image_imports(IO_PY_HEAD.replace("import skimage.io\n", ""))
+
+
+def test_import_caffe_loads_neither_scikit_image_nor_scipy(caffe):
+    """The venv's caffe is the installed one: its io.py imports them only when its helpers run."""
+    code = "import sys, caffe; print(sorted(m for m in ('skimage', 'scipy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    stamp = Path(caffe.__file__).parent / install_caffe.BUILD_STAMP
+    if not stamp.exists():
+        pytest.skip("this venv's caffe was not installed by scripts/install_caffe.py")
+    assert stamp.read_text().strip().endswith(f"+install{install_caffe.INSTALL_REVISION}")
+
+
 LOCK_CHILD = textwrap.dedent("""
     import importlib.util, sys
     from pathlib import Path

@@ -135,3 +135,58 @@ def test_missing_file_is_a_user_error(tmp_path):
 def test_last_singular_value_wins_like_caffe():
     root = parse_text("base_lr: 0.1 base_lr: 0.2").root
     assert root.scalar("base_lr") == 0.2
+
+
+def test_the_fast_path_builds_the_exact_parser_tree_on_every_real_file(shared_dir):
+    """Both parsers on every corpus file and example: the same nodes, positions and comments."""
+    from conftest import EXAMPLES
+
+    from caffe_nanlayers.lint.fastparse import parse_fast
+    from caffe_nanlayers.lint.parser import MAX_DEPTH, parse_number, parse_text_exact
+
+    paths = sorted((shared_dir / "corpus").rglob("*.prototxt")) + sorted(EXAMPLES.rglob("*.prototxt"))
+    assert len(paths) > 350
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        children, comments, last_line = parse_fast(text, parse_number, MAX_DEPTH)  # none falls back
+        if len(text) > 12_000:
+            continue  # the exact parser takes seconds on the 12 MB of large nets: small files suffice
+        exact = parse_text_exact(text, str(path))
+        assert children == exact.root.children and comments == exact.comments, path
+        assert last_line == exact.root.end_line, path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [1, 2]",
+        'a: "x" "y"',
+        "a:\n  1\nb\n{\n c: -inf }",
+        "a { b: 1 } }",
+        "a: 1,, b: 2",
+        "a < b: 1 }",
+        "a: - 3",
+        "a: -x",
+        'a: "\\q"',
+        "a: 12abc",
+        "a { " * 101 + "}" * 101,
+        "a: 1 ; b: 'x' # c\n# d\n",
+    ],
+)
+def test_fast_and_exact_parsers_agree_on_odd_forms(text):
+    from caffe_nanlayers.lint.parser import parse_text_exact
+
+    def outcome(parse):
+        try:
+            document = parse(text, "odd.prototxt")
+        except PrototxtSyntaxError as exc:
+            return str(exc)
+        return document.root, document.comments
+
+    assert outcome(parse_text) == outcome(parse_text_exact)
+
+
+def test_a_non_ascii_digit_is_a_syntax_error_not_a_crash():
+    """'²'.isdigit() is true, but no number starts with it: the tokenizer once crashed on it."""
+    with pytest.raises(PrototxtSyntaxError, match="found character '²'"):
+        parse_text("a: ²")

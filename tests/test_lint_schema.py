@@ -85,8 +85,27 @@ def test_values_caffe_accepts(caffe):
 def test_repeated_singular_field(caffe):
     found = schema_findings("base_lr: 0.01\nmax_iter: 10\nbase_lr: 1\n")
     assert found == [
-        ("NAN003", 3, 1, "'base_lr' is set twice (first on line 1); Caffe keeps only the last value, 1")
+        (
+            "NAN003",
+            3,
+            1,
+            "'base_lr' is set twice (first on line 1): Caffe refuses the file "
+            '(Non-repeated field "base_lr" is specified multiple times)',
+        )
     ]
+
+
+def test_repeated_message_blocks_and_lists_for_singular_fields(caffe):
+    text = (
+        'layer { name: "p" type: "Pooling" bottom: "x" top: "p"\n'
+        "  pooling_param { kernel_size: 2 }\n  pooling_param { stride: 1 }\n"
+        "  convolution_param { kernel_size: [3, 3] pad: [1, 1] stride: [1] dilation: [1, 2] }\n}\n"
+    )
+    found = schema_findings(text)
+    assert [(code, line) for code, line, *_ in found] == [("NAN003", 3)]  # conv's fields are repeated
+    found = schema_findings("device_id: [0, 1, 2, 3]\nbase_lr: 0.1\n")
+    assert [(code, line) for code, line, *_ in found] == [("NAN003", 1)]
+    assert "not a repeated field: Caffe refuses a list" in found[0][3]
 
 
 def test_inline_net_of_a_solver_is_checked_as_a_net(caffe):

@@ -13,6 +13,7 @@ import os
 import sys
 
 from caffe_nanlayers.errors import UserError, run_command
+from caffe_nanlayers.lint.findings import printable
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -35,8 +36,16 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name or "*", shape
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as the one line every other error is (not the 7-line usage block)."""
+
+    def error(self, message: str):
+        print(printable(f"{self.prog}: {message} (see --help)"), file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=prog,
         description="Report Caffe net and solver configurations known to produce NaN or to break training.",
         epilog="Exit codes: 0 clean, 1 findings, 2 usage or parse error. "
@@ -104,9 +113,9 @@ def run(args: argparse.Namespace, prog: str) -> int:
     )
     report = lint_paths(args.paths, options)
     for note in report.notes:
-        print(note, file=sys.stderr)
+        print(printable(note), file=sys.stderr)
     for error in report.errors:
-        print(error, file=sys.stderr)
+        print(printable(error), file=sys.stderr)
     # Machines get the files that were not linted as entries too; people read them on stderr.
     shown = report.findings if args.format == "text" else report.findings + report.not_linted
     output = render(shown, args.format, colour=_use_colour(args.color, sys.stdout))

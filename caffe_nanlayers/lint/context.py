@@ -13,9 +13,10 @@ import functools
 from dataclasses import dataclass, field
 
 from caffe_nanlayers.lint.model import Document, Node
-from caffe_nanlayers.lint.net import Net
+from caffe_nanlayers.lint.net import Net, NetState
 from caffe_nanlayers.lint.schema import Schema, SchemaProblem
 from caffe_nanlayers.lint.shapes import Shape, ShapeTrace, trace_shapes
+from caffe_nanlayers.lint.usage import BOTH, Usage
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Problem:
 @dataclass
 class FileContext:
     document: Document
-    kind: str  # "net" or "solver"
+    kind: str  # "net", "solver", or the full name of another Caffe message (caffe.LabelMap)
     schema: Schema | None
 
     @functools.cached_property
@@ -46,7 +47,8 @@ class FileContext:
             return []
         from caffe_nanlayers.lint.schema import NET, SOLVER
 
-        return self.schema.problems(self.document.root, NET if self.kind == "net" else SOLVER)
+        message = {"net": NET, "solver": SOLVER}.get(self.kind, self.kind)
+        return self.schema.problems(self.document.root, message)
 
 
 @dataclass
@@ -54,12 +56,17 @@ class NetContext:
     path: str
     net: Net
     input_shapes: dict[str, Shape] = field(default_factory=dict)
-    trained_by_solver: bool = False  # a solver in this run names it (or holds it inline)
+    usage: Usage = field(default_factory=lambda: Usage(BOTH, "no solver in this run names it"))
+
+    @functools.cached_property
+    def states(self) -> list[NetState]:
+        """The states Caffe builds this net in: those of the phases it is used in."""
+        return self.usage.states(self.net)
 
     @functools.cached_property
     def traces(self) -> list[ShapeTrace]:
-        """Shapes through the net in every state it can be built in."""
-        return [trace_shapes(self.net, state, self.input_shapes) for state in self.net.states()]
+        """Shapes through the net in every state it is built in."""
+        return [trace_shapes(self.net, state, self.input_shapes) for state in self.states]
 
 
 @dataclass
@@ -78,3 +85,4 @@ class SolverContext:
     root: Node
     net_refs: list[NetRef] = field(default_factory=list)
     nets: list[Net] = field(default_factory=list)  # the nets it trains: inline, and the files found
+    driven_by: str | None = None  # a Python script beside it that steps it: 'caffe train' never runs it

@@ -12,7 +12,7 @@ import pathlib
 from collections import Counter
 from urllib.parse import quote
 
-from caffe_nanlayers.lint.findings import Finding
+from caffe_nanlayers.lint.findings import Finding, printable
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 FORMATS = ("text", "json", "github", "sarif")
@@ -32,11 +32,12 @@ def summary(findings: list[Finding]) -> str:
 def format_text(findings: list[Finding], colour: bool = False) -> str:
     lines = []
     for f in findings:
+        path, message = printable(f.path), printable(f.message)
         if colour:
             code = f"{_COLOURS.get(f.severity, '')}{_BOLD}{f.code}{_RESET}"
-            lines.append(f"{_BOLD}{f.path}{_RESET}:{f.line}:{f.column}: {code} {f.message}")
+            lines.append(f"{_BOLD}{path}{_RESET}:{f.line}:{f.column}: {code} {message}")
         else:
-            lines.append(f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}")
+            lines.append(f"{path}:{f.line}:{f.column}: {f.code} {message}")
     if findings:
         lines.append(summary(findings))
     return "\n".join(lines)
@@ -56,8 +57,8 @@ def _github_escape(text: str, property_value: bool = False) -> str:
 def format_github(findings: list[Finding]) -> str:
     level = {"error": "error", "warning": "warning", "info": "notice"}
     return "\n".join(
-        f"::{level.get(f.severity, 'warning')} file={_github_escape(f.path, True)},line={f.line},"
-        f"col={f.column},title={f.code}::{_github_escape(f.message)}"
+        f"::{level.get(f.severity, 'warning')} file={_github_escape(printable(f.path), True)},line={f.line},"
+        f"col={f.column},title={f.code}::{_github_escape(printable(f.message))}"
         for f in findings
     )
 

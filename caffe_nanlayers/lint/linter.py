@@ -9,6 +9,7 @@ files are still linted. Each is also a ``Finding`` with the code NAN000 in
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
 from caffe_nanlayers.lint.schema import load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
+from caffe_nanlayers.lint.usage import (
+    SolverUse,
+    Usage,
+    python_driver,
+    scripts_load_weights,
+    solver_uses,
+    usage_of,
+)
 
 NET, SOLVER = "net", "solver"
 NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
@@ -52,6 +61,9 @@ SOLVER_FIELDS = {
     "clip_gradients",
     "iter_size",
 }
+# Other Caffe messages people keep in *.prototxt files, told by their top-level fields alone:
+# SSD's label maps (item { name label display_name }). They are checked against their own message.
+OTHER_MESSAGES = {"caffe.LabelMap": {"item"}}
 NET_REF_FIELDS = ("net", "train_net", "test_net")
 INLINE_NET_FIELDS = ("net_param", "train_net_param", "test_net_param")
 SCHEMA_CODES = ("NAN001", "NAN002", "NAN003")
@@ -73,6 +85,7 @@ class Report:
     not_linted: list[Finding] = field(default_factory=list)  # the same errors as NAN000 findings
     notes: list[str] = field(default_factory=list)
     files: int = 0
+    usages: dict[str, Usage] = field(default_factory=dict)  # each net file: the phases it is built in
 
 
 def _matches(code: str, patterns: Iterable[str]) -> bool:
@@ -98,8 +111,11 @@ def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
 
 
 def file_kind(root: Node) -> str:
-    """NET or SOLVER, from the top-level field names."""
+    """NET, SOLVER or the full name of another Caffe message (caffe.LabelMap), from the top-level fields."""
     names = {c.name for c in root.children or ()}
+    for message, fields in OTHER_MESSAGES.items():
+        if names and names <= fields:
+            return message
     if names & NET_FIELDS:
         return NET
     if names & SOLVER_FIELDS:
@@ -112,18 +128,31 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
     files, errors = [], []
     for path in paths:
         if os.path.isdir(path):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(path):
+            found, unreadable = [], []
+            for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable.append):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".prototxt"))
-            if not found:
+            for exc in unreadable:
+                errors.append((exc.filename or path, f"cannot read the directory: {exc.strerror or exc}"))
+            if not found and not unreadable:
                 errors.append((path, "no *.prototxt files found under this directory"))
             files.extend(sorted(found))
         elif os.path.exists(path):
             files.append(path)
         else:
-            errors.append((path, "expected a prototxt file or a directory, found no such path"))
+            errors.append((path, _missing(path)))
     return files, errors
+
+
+def _missing(path: str) -> str:
+    """Why a path that os.path.exists denies is not there: absent, or behind a directory we cannot enter."""
+    try:
+        os.stat(path)
+    except PermissionError as exc:
+        return f"cannot read the file: {exc.strerror} (a directory on its path cannot be entered)"
+    except OSError:
+        pass
+    return "expected a prototxt file or a directory, found no such path"
 
 
 def _ancestors(directory: str) -> list[str]:
@@ -176,7 +205,8 @@ class Linter:
             if self.schema is None:
                 self._schema_note = f"note: schema checks ({', '.join(SCHEMA_CODES)}) skipped: {why}"
         self._seen: set[str] = set()
-        self._trained: set[str] = set()  # real paths of net files a solver in this run trains
+        self._uses: dict[str, list[SolverUse]] = {}  # real path of a net file -> the solvers naming it
+        self._scripts: dict = {}  # directory -> its scripts that step a solver or load weights
 
     def _run(self, scope: str, ctx, path: str) -> list[Finding]:
         found = []
@@ -206,7 +236,7 @@ class Linter:
         return Finding(path, line, col, rule.code, problem.severity or rule.severity, problem.message)
 
     def _follow(self, document: Document) -> list[NetRef]:
-        """A solver's net references, resolved; their files are marked as trained."""
+        """A solver's net references, resolved; each file found records how this solver uses it."""
         root = document.root
         refs = [
             resolve_net(node, document.path, self.cwd)
@@ -217,7 +247,11 @@ class Linter:
         for ref in refs:
             if ref.found is None:
                 continue
-            self._trained.add(os.path.realpath(ref.found))
+            loads = (
+                scripts_load_weights(document.path, self._scripts) if os.path.isfile(document.path) else False
+            )
+            use = solver_uses(root, document.path, ref.node.name, loads)
+            self._uses.setdefault(os.path.realpath(ref.found), []).append(use)
             if ref.where != "the working directory":
                 self.report.notes.append(
                     f"note: {document.path}:{ref.node.value_line}:{ref.node.value_col}: {ref.node.name} "
@@ -226,27 +260,41 @@ class Linter:
                 )
         return refs
 
-    def _net_context(self, path: str, node: Node, trained: bool) -> NetContext:
-        return NetContext(path, build_net(node), self.options.input_shapes, trained_by_solver=trained)
+    def _net_context(self, path: str, node: Node, uses: list[SolverUse]) -> NetContext:
+        net = build_net(node)
+        return NetContext(path, net, self.options.input_shapes, usage=usage_of(net, uses))
 
     def lint_document(
         self, document: Document, kind: str, refs: list[NetRef], documents: dict[str, Document] | None = None
     ) -> None:
         path, root = document.path, document.root
+        if kind not in (NET, SOLVER) and (self.schema is None or not self.schema.has(kind)):
+            self.report.notes.append(
+                f"note: {path}: a {kind.removeprefix('caffe.')} (not a net or a solver): not checked "
+                "without a caffe.proto that defines it"
+            )
+            self.report.files += 1
+            return
         findings = self._run("file", FileContext(document, kind, self.schema), path)
         if kind == NET:
-            trained = os.path.realpath(path) in self._trained
-            findings += self._run("net", self._net_context(path, root, trained), path)
-        else:
+            uses = self._uses.get(os.path.realpath(path), [])
+            context = self._net_context(path, root, uses)
+            self.report.usages[path] = context.usage
+            findings += self._run("net", context, path)
+        elif kind == SOLVER:
             inline = [node for name in INLINE_NET_FIELDS for node in root.all(name) if node.is_message]
             nets = [build_net(node) for node in inline]
             for ref in refs:
                 net_document = (documents or {}).get(os.path.realpath(ref.found)) if ref.found else None
                 if net_document is not None:
                     nets.append(build_net(net_document.root))
-            findings += self._run("solver", SolverContext(path, root, refs, nets), path)
+            driver = python_driver(path, self._scripts) if os.path.isfile(path) else None
+            findings += self._run("solver", SolverContext(path, root, refs, nets, driver), path)
             for node in inline:
-                findings += self._run("net", self._net_context(path, node, True), path)
+                field = node.name.removesuffix("_param")
+                loads = scripts_load_weights(path, self._scripts) if os.path.isfile(path) else False
+                use = solver_uses(root, path, field, loads)
+                findings += self._run("net", self._net_context(path, node, [use]), path)
         silenced = suppressions(document)
         for line, col, pattern in silenced.named:
             if pattern == "ALL" or (pattern[-1].isdigit() and any(c.startswith(pattern) for c in RULES)):
@@ -271,9 +319,17 @@ class Linter:
     def run(self, paths: list[str], texts: dict[str, str] | None = None) -> Report:
         """Parse everything first (solvers pull in their nets), then lint in order.
 
-        Two passes, so that a net listed before its solver is still known to be trained.
+        Two passes, so that a net listed before its solver is still linted as that solver uses it.
         """
-        texts = texts or {}
+        collecting = gc.isenabled()
+        gc.disable()  # the trees hold no cycles; the collector would walk every node of every file held
+        try:
+            return self._run_all(paths, texts or {})
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _run_all(self, paths: list[str], texts: dict[str, str]) -> Report:
         queue = list(paths)
         parsed: list[tuple[Document, str, list[NetRef]]] = []
         while queue:

@@ -10,6 +10,8 @@ iterations where the rate jumps (steps).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -31,12 +33,15 @@ FLT_MAX = 3.4028234663852886e38
 SAMPLES = 2048
 
 
+_FLOAT32 = struct.Struct("f")
+
+
 def to_float32(x: float) -> float:
     """``x`` rounded to a C float, as assigning to ``Dtype rate`` does (overflow gives ±inf)."""
     if math.isnan(x) or math.isinf(x):
         return x
     try:
-        return struct.unpack("f", struct.pack("f", x))[0]
+        return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
     except OverflowError:
         return math.copysign(math.inf, x)
 
@@ -75,10 +80,19 @@ class Schedule:
     stepvalues: list[int] = field(default_factory=list)
     max_iter: int = 0
 
+    @functools.cached_property
+    def _as_float32(self) -> tuple[float, float, float]:
+        """base_lr, gamma and power as the C floats Caffe holds them in (rounded once, not per iteration)."""
+        return to_float32(self.base_lr), to_float32(self.gamma), to_float32(self.power)
+
+    @functools.cached_property
+    def _sorted_steps(self) -> list[int]:
+        """The stepvalues sorted once: counting those passed is then a bisection, not a walk of all."""
+        return sorted(self.stepvalues)
+
     def rate(self, it: int) -> float:
         """The learning rate at iteration ``it``; raises ZeroDivisionError where Caffe gets SIGFPE."""
-        base = to_float32(self.base_lr)
-        gamma, power = to_float32(self.gamma), to_float32(self.power)
+        base, gamma, power = self._as_float32
         p = self.policy
         if p == "fixed":
             r = base
@@ -89,7 +103,7 @@ class Schedule:
         elif p == "inv":
             r = base * _pow(to_float32(1.0 + to_float32(gamma * it)), -power)  # float math, as Caffe
         elif p == "multistep":
-            step = sum(1 for v in self.stepvalues if it >= v)  # Caffe advances at most one per iteration
+            step = bisect.bisect_right(self._sorted_steps, it)  # how many stepvalues are <= it
             r = base * _pow(gamma, step)
         elif p == "poly":
             ratio = to_float32(it / self.max_iter) if self.max_iter else (math.nan if it == 0 else math.inf)

@@ -10,6 +10,7 @@ which phase (and stage) each layer exists.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from caffe_nanlayers.lint.model import Node
@@ -99,6 +100,9 @@ class Layer:
     v1: bool
     bottoms: list[Node]
     tops: list[Node]
+    # include and exclude rules, read once: FilterNet runs for every state the rules check
+    include: list[Node] = field(default_factory=list)
+    exclude: list[Node] = field(default_factory=list)
 
     @property
     def line(self) -> int:
@@ -114,14 +118,14 @@ class Layer:
         return self.node.get(name) or self.node
 
     def included_in(self, state: NetState) -> bool:
-        """Caffe's Net::FilterNet decision for this layer."""
-        phase = self.node.scalar("phase")
-        if phase is not None and phase != state.phase:
-            return False
-        include, exclude = self.node.all("include"), self.node.all("exclude")
-        if include:
-            return any(_meets_rule(state, r) for r in include)
-        return not any(_meets_rule(state, r) for r in exclude)
+        """Caffe's Net::FilterNet decision for this layer.
+
+        Only ``include`` and ``exclude`` count: a layer-level ``phase:`` field restricts nothing (Net::Init
+        keeps the layer in every phase and only fills the field in when it is unset).
+        """
+        if self.include:
+            return any(_meets_rule(state, r) for r in self.include)
+        return not self.exclude or not any(_meets_rule(state, r) for r in self.exclude)
 
     @property
     def loss_weights(self) -> list[float]:
@@ -150,7 +154,7 @@ class Net:
     layers: list[Layer]
     inputs: list[NetInput] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def is_training_net(self) -> bool:
         """Has a loss: it is trained (deploy nets, with no loss, get weights from a .caffemodel)."""
         return any(layer.is_loss for layer in self.layers)
@@ -158,9 +162,13 @@ class Net:
     def states(self) -> list[NetState]:
         """The states worth checking: each phase with no stage, with each stage the net names, and with
         each stage combination an include rule asks for (never combinations nobody asks for)."""
+        return list(self._states)
+
+    @functools.cached_property
+    def _states(self) -> list[NetState]:
         combos: set[frozenset] = {frozenset()}
         for layer in self.layers:
-            for rule in layer.node.all("include") + layer.node.all("exclude"):
+            for rule in layer.include + layer.exclude:
                 named = [s.value for s in rule.all("stage") + rule.all("not_stage")]
                 named = [s for s in named if isinstance(s, str)]
                 combos.update(frozenset([s]) for s in named)
@@ -173,9 +181,9 @@ class Net:
     def layers_in(self, state: NetState) -> list[Layer]:
         return [layer for layer in self.layers if layer.included_in(state)]
 
-    def layer_states(self) -> dict[int, list[NetState]]:
-        """For each layer index, the states in which it exists."""
-        states = self.states()
+    def layer_states(self, states: list[NetState] | None = None) -> dict[int, list[NetState]]:
+        """For each layer index, the states (of ``states``, default all) in which it exists."""
+        states = self.states() if states is None else states
         return {layer.index: [s for s in states if layer.included_in(s)] for layer in self.layers}
 
 
@@ -194,6 +202,8 @@ def _layer_from_node(node: Node, index: int) -> Layer:
         v1=v1,
         bottoms=[n for n in node.all("bottom") if isinstance(n.value, str)],
         tops=[n for n in node.all("top") if isinstance(n.value, str)],
+        include=node.all("include"),
+        exclude=node.all("exclude"),
     )
 
 
@@ -216,3 +226,33 @@ def build_net(node: Node) -> Net:
     """The net defined by ``node`` (a net file's root, or a ``net_param`` message)."""
     layer_nodes = [c for c in node.children or () if c.name in ("layer", "layers") and c.is_message]
     return Net(node, [_layer_from_node(n, i) for i, n in enumerate(layer_nodes)], _inputs(node))
+
+
+WEIGHTED = {
+    "Convolution": "convolution_param",
+    "Deconvolution": "convolution_param",
+    "InnerProduct": "inner_product_param",
+}
+
+
+def weighted_layers(net: Net):
+    """(layer, its *_param node or None) for Convolution, Deconvolution and InnerProduct."""
+    for layer in net.layers:
+        name = WEIGHTED.get(layer.type)
+        if name:
+            yield layer, layer.param(name)
+
+
+def frozen(layer: Layer, index: int) -> bool:
+    """Whether learnable blob ``index`` has lr_mult 0 (current format) or blobs_lr 0 (V1)."""
+    params = layer.node.all("param")
+    if index < len(params):
+        lr = params[index].number("lr_mult")
+        return lr == 0
+    blobs_lr = layer.node.all("blobs_lr")
+    return index < len(blobs_lr) and blobs_lr[index].value == 0
+
+
+def has_weight_filler(param: Node | None) -> bool:
+    """Whether a Convolution/InnerProduct ``*_param`` states its ``weight_filler``."""
+    return param is not None and param.get("weight_filler") is not None

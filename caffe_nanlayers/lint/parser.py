@@ -10,8 +10,11 @@ separators, adjacent strings, and signed ``inf``/``nan``. A syntax error is a
 
 from __future__ import annotations
 
+import gc
+
 from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.lint import tokenizer as tk
+from caffe_nanlayers.lint.fastparse import Unhandled, parse_fast
 from caffe_nanlayers.lint.model import IDENTIFIER, NUMBER, STRING, Document, Node
 
 _CLOSE = {"{": "}", "<": ">"}
@@ -30,6 +33,8 @@ class PrototxtSyntaxError(UserError):
 
 def parse_number(text: str, negative: bool = False) -> int | float:
     """A number token's value: int when it is written as an integer, float otherwise."""
+    if text.isdigit() and (text[0] != "0" or len(text) == 1):  # most numbers: plain decimal integers
+        return -int(text) if negative else int(text)
     sign = -1 if negative else 1
     lowered = text.lower()
     if lowered.startswith("0x"):
@@ -123,6 +128,7 @@ class _Parser:
                 nodes.append(self.scalar(name, name_tok))
             else:
                 self.error("'{' (a list without ':' holds messages)")
+            nodes[-1].listed = True
             if self.at(","):
                 self.take()
             elif not self.at("]"):
@@ -170,6 +176,22 @@ class _Parser:
 
 def parse_text(text: str, path: str = "<string>") -> Document:
     """Parse prototxt ``text``; ``path`` is only used in messages."""
+    # The tree holds no reference cycles, and the collector would walk every node just built (and all
+    # the trees still held) again and again while a big file is parsed: it is paused meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        children, comments, last_line = parse_fast(text, parse_number, MAX_DEPTH)
+    except Unhandled:
+        return parse_text_exact(text, path)
+    finally:
+        if collecting:
+            gc.enable()
+    return Document(path, Node("", 1, 1, children=children, end_line=last_line), comments, text)
+
+
+def parse_text_exact(text: str, path: str = "<string>") -> Document:
+    """The reference parser: every form Caffe accepts, every error worded (slower: tokens first)."""
     try:
         tokens, comments = tk.tokenize(text)
     except tk.TokenizeError as exc:
@@ -177,16 +199,28 @@ def parse_text(text: str, path: str = "<string>") -> Document:
     parser = _Parser(path, tokens)
     children = parser.fields(None, 0)
     root = Node("", 1, 1, children=children, end_line=tokens[-1].line)
-    return Document(path, root, comments)
+    return Document(path, root, comments, text)
 
 
-def parse_file(path: str) -> Document:
-    """Read and parse a file; unreadable or non-UTF-8 files are a ``UserError`` too."""
+# Far above any real net (the largest model-zoo nets are a few MB), far below what would exhaust memory:
+# /dev/zero or a stray 4 GB file is one line, not a MemoryError.
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def parse_file(path: str, max_bytes: int = MAX_BYTES) -> Document:
+    """Read and parse a file; unreadable, oversized or non-UTF-8 files are a ``UserError`` too."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(max_bytes + 1)
     except OSError as exc:
         raise UserError(f"{path}:1:1: cannot read the file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise PrototxtSyntaxError(
+            path,
+            1,
+            1,
+            f"expected a prototxt file of at most {max_bytes // (1024 * 1024)} MB, found a larger one",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

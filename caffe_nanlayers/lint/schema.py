@@ -63,8 +63,21 @@ class Schema:
     def message(self, full_name: str):
         return self._find(full_name)
 
+    def has(self, full_name: str) -> bool:
+        try:
+            self._find(full_name)
+        except KeyError:
+            return False
+        return True
+
     def problems(self, root: Node, full_name: str) -> list[SchemaProblem]:
-        return list(_check_message(root, self.message(full_name)))
+        found: list[SchemaProblem] = []
+        pending = [(root, self.message(full_name))]
+        while pending:  # a loop over the messages, not nested generators: a large net has 150,000
+            message, descriptor = pending.pop()
+            found.extend(_check_message(message, descriptor, pending))
+        found.sort(key=lambda p: (p.node.line, p.node.col))
+        return found
 
 
 def _caffe_pb2_path() -> str | None:
@@ -130,42 +143,47 @@ def suggest(word: str, choices, cutoff: float = 0.75) -> str:
     return f" (did you mean '{by_upper[close[0]]}'?)" if close else ""
 
 
+@functools.cache
+def _enum_names(enum) -> frozenset[str]:
+    return frozenset(v.name for v in enum.values)
+
+
 def _check_value(node: Node, field) -> str | None:
     """Why ``node``'s scalar does not fit ``field``, or None when it does."""
     cpp = field.cpp_type
-    what = f"'{field.name}'"
     if cpp == _STRING:
         if node.kind != STRING:
-            return f"{what} is a string: expected a quoted value, found {node.raw}"
+            return f"'{field.name}' is a string: expected a quoted value, found {node.raw}"
         return None
     if cpp == _BOOL:
         if node.kind == IDENTIFIER and node.value in _BOOL_WORDS:
             return None
         if node.kind == NUMBER and node.value in (0, 1) and isinstance(node.value, int):
             return None
-        return f"{what} is a bool: expected true or false, found {node.raw}"
+        return f"'{field.name}' is a bool: expected true or false, found {node.raw}"
     if cpp == _ENUM:
         enum = field.enum_type
-        names = [v.name for v in enum.values]
-        if node.kind == IDENTIFIER and node.value in names:
+        if node.kind == IDENTIFIER and node.value in _enum_names(enum):
             return None
+        names = [v.name for v in enum.values]
         if node.kind == NUMBER and isinstance(node.value, int) and enum.values_by_number.get(node.value):
             return None
         hint = suggest(str(node.value), names, cutoff=0.6) if node.kind != NUMBER else ""
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        return f"{what} expects one of {shown}: found {node.raw}{hint}"
+        return f"'{field.name}' expects one of {shown}: found {node.raw}{hint}"
     if cpp in _INT_RANGES:
         low, high, type_name = _INT_RANGES[cpp]
         if node.kind != NUMBER or not isinstance(node.value, int):
-            return f"{what} is an {type_name}: expected an integer, found {node.raw}"
+            return f"'{field.name}' is an {type_name}: expected an integer, found {node.raw}"
         if not low <= node.value <= high:
-            return f"{what} is an {type_name}: {node.raw} is out of range [{low}, {high}]"
+            return f"'{field.name}' is an {type_name}: {node.raw} is out of range [{low}, {high}]"
         return None
     if cpp in (_FLOAT, _DOUBLE):
         if node.kind != NUMBER:
-            return f"{what} is a number: expected a number, found {node.raw}"
-        if cpp == _FLOAT and math.isfinite(node.value) and abs(node.value) > FLT_MAX:
-            return f"{what} is a float: {node.raw} overflows to inf"
+            return f"'{field.name}' is a number: expected a number, found {node.raw}"
+        finite = isinstance(node.value, int) or math.isfinite(node.value)  # ints of 400 digits included
+        if cpp == _FLOAT and finite and abs(node.value) > FLT_MAX:
+            return f"'{field.name}' is a float: {node.raw} overflows to inf"
         return None
     return None
 
@@ -177,20 +195,36 @@ def _is_repeated(field) -> bool:
     return field.label == 3  # LABEL_REPEATED
 
 
-def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
-    fields = descriptor.fields_by_name
+@functools.cache
+def _fields(descriptor) -> dict[str, tuple]:
+    """name -> (field, is a message field, is repeated, the value kind that needs no further check):
+    read once per message type, not once per use."""
+    plain = {_STRING: STRING}
+    return {
+        name: (field, field.cpp_type == _MESSAGE, _is_repeated(field), plain.get(field.cpp_type))
+        for name, field in descriptor.fields_by_name.items()
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _unknown_field_message(name: str, descriptor) -> str:
+    """The same fork field appears hundreds of times in a big net: the near-miss search runs once."""
+    return f"unknown field '{name}' in {descriptor.name}{suggest(name, descriptor.fields_by_name)}"
+
+
+def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaProblem]:
+    """The problems of ``message``'s own fields; its message fields are added to ``pending``."""
+    fields = _fields(descriptor)
     seen: dict[str, Node] = {}
+    listed: set[str] = set()
     for child in message.children or ():
-        field = fields.get(child.name)
-        if field is None:
-            yield SchemaProblem(
-                UNKNOWN_FIELD,
-                child,
-                f"unknown field '{child.name}' in {descriptor.name}{suggest(child.name, fields)}",
-            )
+        info = fields.get(child.name)
+        if info is None:
+            yield SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor))
             continue
-        is_message_field = field.cpp_type == _MESSAGE
-        if is_message_field and not child.is_message:
+        field, is_message_field, repeated, plain = info
+        is_message = child.children is not None
+        if is_message_field and not is_message:
             yield SchemaProblem(
                 BAD_VALUE,
                 child,
@@ -198,24 +232,33 @@ def _check_message(message: Node, descriptor) -> Iterator[SchemaProblem]:
                 at_value=True,
             )
             continue
-        if not is_message_field and child.is_message:
+        if not is_message_field and is_message:
             yield SchemaProblem(
                 BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
             )
             continue
-        repeated = _is_repeated(field)
-        if not repeated and child.name in seen and not is_message_field:
-            first = seen[child.name]
-            yield SchemaProblem(
-                REPEATED_SINGULAR,
-                child,
-                f"'{child.name}' is set twice (first on line {first.line}); "
-                f"Caffe keeps only the last value, {child.raw}",
-            )
+        if not repeated:
+            if child.listed:
+                if child.name not in listed:
+                    listed.add(child.name)
+                    yield SchemaProblem(
+                        REPEATED_SINGULAR,
+                        child,
+                        f"'{child.name}' is not a repeated field: Caffe refuses a list '[...]' for it "
+                        "and does not load the file",
+                    )
+            elif child.name in seen:
+                first = seen[child.name]
+                yield SchemaProblem(
+                    REPEATED_SINGULAR,
+                    child,
+                    f"'{child.name}' is set twice (first on line {first.line}): Caffe refuses the file "
+                    f'(Non-repeated field "{child.name}" is specified multiple times)',
+                )
         seen.setdefault(child.name, child)
         if is_message_field:
-            yield from _check_message(child, field.message_type)
-        else:
+            pending.append((child, field.message_type))
+        elif child.kind != plain:  # a quoted value for a string field is always right
             why = _check_value(child, field)
             if why:
                 yield SchemaProblem(BAD_VALUE, child, why, at_value=True)

@@ -11,7 +11,6 @@ rules then fall back to what holds for every shape.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from caffe_nanlayers.lint.model import Node
@@ -99,8 +98,10 @@ class PoolingGeometry:
         k, s, p = self.kernel[axis], self.stride[axis], self.pad[axis]
         if self.global_pooling:
             return 1
-        rounding = math.ceil if self.ceil else math.floor
-        out = int(rounding((size + 2 * p - k) / s)) + 1
+        span = size + 2 * p - k
+        # Integer division, exact for any size: Caffe's float division agrees on every real size,
+        # and a fuzzed 400-digit dimension cannot overflow a float.
+        out = (-(-span // s) if self.ceil else span // s) + 1
         if any(self.pad) and (out - 1) * s >= size + p:
             # Caffe: the last window must start inside the image, not in the padding. It checks both
             # axes as soon as either is padded, so pad_h alone can drop the last column too.

@@ -17,6 +17,7 @@ from caffe_nanlayers.lint.model import Comment
 IDENT, NUMBER, STRING, SYMBOL, EOF = "identifier", "number", "string", "symbol", "end of file"
 
 SYMBOLS = set("{}<>[]:,;-")
+_DIGITS = set("0123456789")
 
 _NUMBER = re.compile(
     r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?",
@@ -45,7 +46,7 @@ class TokenizeError(Exception):
         self.line, self.col, self.message = line, col, message
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     kind: str
     text: str  # as written (for strings: including quotes)
@@ -140,7 +141,7 @@ def tokenize(text: str) -> tuple[list[Token], list[Comment]]:
             tokens.append(Token(STRING, raw, line, col, _decode_string(raw[1:-1], line, col)))
             i = j + 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):  # ASCII: not "²"
             m = _NUMBER.match(text, i)
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] in "_."):

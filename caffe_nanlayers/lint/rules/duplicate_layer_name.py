@@ -53,7 +53,7 @@ SUMMARY = "Two layers share a name in the same phase: weights are copied by name
 
 def check(ctx):
     net = ctx.net
-    states = net.layer_states()
+    states = net.layer_states(ctx.states)
     first_by_name: dict[str, list] = {}
     for layer in net.layers:
         if layer.node.get("name") is None:

@@ -33,7 +33,7 @@ SUMMARY = "gaussian filler without std (default 1) or uniform without min/max: a
 
 
 def check(ctx):
-    if not ctx.net.is_training_net:
+    if not ctx.usage.trains or not ctx.net.is_training_net:
         return
     for layer, param in weighted_layers(ctx.net):
         filler = param.get("weight_filler") if param is not None else None

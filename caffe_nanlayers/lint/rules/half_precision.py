@@ -33,8 +33,11 @@ HALF = {"FLOAT16", "HALF", "FP16", "float16", "half"}
 
 
 def check(ctx):
+    text = ctx.document.text
+    if text and not any(word in text for word in HALF):
+        return  # none of the words anywhere: no need to walk the tree
     for node in ctx.document.root.walk():
-        if not node.is_message and node.value in HALF and node.name.endswith(("type", "math")):
+        if node.value in HALF and node.children is None and node.name.endswith(("type", "math")):
             yield Problem(
                 node,
                 f"'{node.name}: {node.raw}' computes in float16: values beyond 65504 become inf; "

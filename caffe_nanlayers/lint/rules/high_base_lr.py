@@ -12,6 +12,12 @@ Only a positive ``clip_gradients`` clips: Caffe skips clipping when it is
 negative (``clip_gradients: -1`` is the proto's default, "off"), and a NaN or
 infinite norm is never exceeded. ``clip_gradients: 0`` is NAN206's finding.
 
+Not reported for the large-batch recipe of NVCaffe: ``larc: true`` scales
+each layer's rate by the ratio of its weight norm to its gradient norm, so a
+``base_lr`` of 10 or more is meant. Nor for an adaptive solver whose ``delta``
+is 0.1 or more: the denominator sqrt(v) + delta then bounds each step by about
+base_lr * |gradient| / delta, as in SGD, and SGD's threshold applies.
+
 A net that clips its own gradient (a Python layer whose class name contains
 "Clip", such as caffe-nanlayers' ``GradientClipLayer``) counts as clipped.
 
@@ -35,6 +41,15 @@ PASS::
       layer { name: "clip" type: "Python" bottom: "fc" top: "fc"
               python_param { module: "caffe_nanlayers.layers" layer: "GradientClipLayer" } }
     }
+
+PASS::
+
+    base_lr: 24
+    larc: true
+    larc_policy: "clip"
+    lr_policy: "poly"
+    power: 2
+    max_iter: 7800
 
 FAIL::
 
@@ -61,6 +76,7 @@ SEVERITY = "warning"
 SCOPE = "solver"
 SUMMARY = "base_lr high for the solver type (SGD > 0.1, Adam > 0.01, ...) and no clip_gradients."
 
+ADAPTIVE = ("AdaGrad", "RMSProp", "Adam")
 THRESHOLDS = {"SGD": 0.1, "Nesterov": 0.1, "AdaGrad": 0.1, "RMSProp": 0.01, "Adam": 0.01, "AdaDelta": 10.0}
 
 
@@ -83,9 +99,14 @@ def check(ctx):
         return  # clipped, or nothing learns at all (NAN206)
     if any(_clips_in_net(net) for net in ctx.nets):
         return
+    if root.flag("larc") is True:
+        return  # per-layer rate control: a large base_lr is the recipe
     lr = root.number("base_lr")
     kind = solver_type(root)
     limit = THRESHOLDS.get(kind)
+    delta = root.number("delta")
+    if kind in ADAPTIVE and delta is not None and delta >= 0.1:
+        limit = THRESHOLDS["SGD"]
     if lr is None or limit is None or not lr > limit:
         return
     if clip_node is None:

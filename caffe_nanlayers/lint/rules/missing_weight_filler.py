@@ -5,11 +5,15 @@ zero. All units of the layer then compute the same thing and get the same
 gradient, so they never differentiate; through a ReLU the gradient is exactly
 zero and nothing learns (the loss stays flat, e.g. at ln(#classes)).
 
-Checked in nets a solver trains (a solver in the same run names them, or holds
-them inline), and in nets with a loss where other layers do have fillers (one
-was forgotten). A net with no filler at all and no solver is taken to load
-its weights from a ``.caffemodel`` (deploy, feature extraction). Layers whose
-weights are frozen (``lr_mult: 0``) are skipped.
+Checked only in nets trained from their fillers. A test net (a solver's
+``test_net``, or a file whose data layers exist only in TEST) shares the train
+net's weights, and a deploy net (no loss) loads them. A fine-tuned net copies
+its backbone from a ``.caffemodel`` (``--weights``, ``copy_from``) and states
+fillers on its new head only: a net is taken as fine-tuned when no layer
+states a weight_filler, when it freezes layers (``lr_mult: 0``), when its
+solver names ``weights``, or when the layers without a filler outnumber those
+with one. What is left is the filler forgotten on one or two layers of a net
+trained from scratch.
 
 Fix: give the layer ``weight_filler { type: "xavier" }`` (or ``msra`` before
 ReLUs, or ``gaussian`` with an explicit ``std``).
@@ -30,7 +34,7 @@ FAIL::
 """
 
 from caffe_nanlayers.lint.context import Problem
-from caffe_nanlayers.lint.rules._layers import frozen, weighted_layers
+from caffe_nanlayers.lint.rules._layers import frozen, has_weight_filler, weighted_layers
 
 CODE = "NAN102"
 NAME = "missing-weight-filler"
@@ -40,14 +44,10 @@ SUMMARY = "Conv/Deconv/InnerProduct in a trained net without weight_filler: ever
 
 
 def check(ctx):
-    layers = list(weighted_layers(ctx.net))
-    with_filler = [p for _, p in layers if p is not None and p.get("weight_filler") is not None]
-    if not ctx.trained_by_solver and not (ctx.net.is_training_net and with_filler):
-        return  # no solver and no filler anywhere: weights come from a .caffemodel
-    for layer, param in layers:
-        if param is not None and param.get("weight_filler") is not None:
-            continue
-        if frozen(layer, 0):
+    if not ctx.usage.trains or not ctx.net.is_training_net or ctx.usage.weights_loaded:
+        return  # its weights come from the train net or from a .caffemodel, not from its fillers
+    for layer, param in weighted_layers(ctx.net):
+        if has_weight_filler(param) or frozen(layer, 0):
             continue
         yield Problem(
             param or layer.node,

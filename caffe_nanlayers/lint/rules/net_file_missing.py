@@ -37,9 +37,12 @@ SUMMARY = "A solver's net/train_net/test_net file is not found (Caffe: 'Failed t
 def check(ctx):
     for ref in ctx.net_refs:
         if ref.found is None:
+            # A shell expands '~' in a command line, but Caffe opens the solver's paths as written.
+            tilde = " (Caffe does not expand '~')" if str(ref.node.value).startswith("~") else ""
             yield Problem(
                 ref.node,
                 f"{ref.node.name} file {ref.node.raw} not found relative to the working directory, "
-                "the solver's directory or its parents: Caffe stops with 'Failed to parse NetParameter file'",
+                "the solver's directory or its parents: Caffe stops with 'Failed to parse NetParameter file'"
+                + tilde,
                 at_value=True,
             )
