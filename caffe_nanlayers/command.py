@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from caffe_nanlayers import __version__
-from caffe_nanlayers.errors import run_command
+from caffe_nanlayers.errors import printable, run_command
 
 EXIT_USAGE = 2
 
@@ -92,7 +92,7 @@ class Command:
         try:
             args = parser.parse_args(argv)
         except _UsageError as exc:
-            print(f"{prog}: error: {exc} (see --help)", file=sys.stderr)
+            print(printable(f"{prog}: error: {exc} (see --help)"), file=sys.stderr)
             return EXIT_USAGE
         except SystemExit as exc:  # --help or --version, already printed
             return int(exc.code or 0)

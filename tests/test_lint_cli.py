@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from caffe_nanlayers.lint.cli import main
+from caffe_nanlayers.commands.lint import main
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 POLY_BAD = 'base_lr: 0.01\nlr_policy: "poly"\npower: 0.9\n'
@@ -297,7 +297,7 @@ def test_ctrl_c_and_a_closed_stdout_end_the_run_as_in_every_command(tmp_path):
         "import sys, signal, caffe_nanlayers.lint.linter as linter\n"
         "def interrupted(*a, **k): raise KeyboardInterrupt\n"
         "linter.lint_paths = interrupted\n"
-        "from caffe_nanlayers.lint.cli import main\n"
+        "from caffe_nanlayers.commands.lint import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True)
@@ -307,7 +307,7 @@ def test_ctrl_c_and_a_closed_stdout_end_the_run_as_in_every_command(tmp_path):
     for i in range(300):  # enough findings to fill a pipe that nobody reads
         (many / f"s{i}.prototxt").write_text('base_lr: 0.01\nlr_policy: "poly"\n')
     reader = subprocess.Popen(
-        [sys.executable, "-m", "caffe_nanlayers.lint.cli", "--no-schema", str(many)],
+        [sys.executable, "-m", "caffe_nanlayers.commands.lint", "--no-schema", str(many)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

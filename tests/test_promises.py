@@ -45,7 +45,7 @@ def test_caffe_nan_without_a_known_subcommand_is_one_line_exit_2(argv, expected)
     assert result.stderr.endswith("; see caffe-nan --help)\n")
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["doctor", "--version"], ["scan", "--version"]])
+@pytest.mark.parametrize("argv", [["--version"], ["doctor", "--version"], ["lint", "--version"]])
 def test_version_is_the_package_version_on_stdout_exit_0(argv):
     from caffe_nanlayers import __version__
 
@@ -54,7 +54,20 @@ def test_version_is_the_package_version_on_stdout_exit_0(argv):
     assert result.stdout == f"caffe-nan{' ' + argv[0] if len(argv) > 1 else ''} {__version__}\n"
 
 
-@pytest.mark.parametrize("subcommand", ["scan", "instrument", "locate", "doctor", "watch"])
+def test_lint_prototxt_version_is_the_package_version():
+    from caffe_nanlayers import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "caffe_nanlayers.commands.lint", "--version"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"lint-prototxt {__version__}\n", "")
+
+
+@pytest.mark.parametrize("subcommand", ["lint", "scan", "instrument", "locate", "doctor", "watch"])
 def test_every_subcommands_usage_error_is_one_line_with_error_and_see_help(subcommand):
     result = caffe_nan(subcommand, "--no-such-option")
     assert (result.returncode, result.stdout) == (2, "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # name -> (module with main(argv, prog), one-line summary for caffe-nan --help)
 SUBCOMMANDS = {
-    "lint": ("caffe_nanlayers.lint.cli", "lint prototxt files for NaN-prone configurations"),
+    "lint": ("caffe_nanlayers.commands.lint", "lint prototxt files for NaN-prone configurations"),
     "scan": ("caffe_nanlayers.commands.scan", "run every record of a dataset through the data layers"),
     "instrument": ("caffe_nanlayers.commands.instrument", "add a finite check after every layer"),
     "locate": ("caffe_nanlayers.commands.locate", "train until the first NaN and name its cause"),
