@@ -93,7 +93,7 @@ def _matches(code: str, patterns: Iterable[str]) -> bool:
 
 
 def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
-    """Rules after --select/--ignore; opt-in rules need their exact code (or ALL) in --select."""
+    """Rules after --select/--ignore (codes or prefixes; ALL for every rule)."""
     patterns = [p.upper() for p in (select or [])]
     ignore = [p.upper() for p in ignore]
     for pattern in patterns + ignore:
@@ -101,10 +101,7 @@ def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
             raise UserError(f"unknown rule code or prefix '{pattern}' (see --list-rules)")
     chosen = []
     for code, rule in RULES.items():
-        if select is None:
-            on = rule.default
-        else:
-            on = "ALL" in patterns or code in patterns or (rule.default and _matches(code, patterns))
+        on = select is None or "ALL" in patterns or _matches(code, patterns)
         if on and not _matches(code, ignore):
             chosen.append(rule)
     return chosen
