@@ -9,12 +9,12 @@ import textwrap
 import pytest
 
 from caffe_nanlayers.lint import Options, lint_text
-from caffe_nanlayers.lint.linter import SCHEMA_CODES
-from caffe_nanlayers.lint.lr_schedule import Schedule, first_bad_iteration, to_float32
 from caffe_nanlayers.lint.net import build_net
 from caffe_nanlayers.lint.parser import parse_text
 from caffe_nanlayers.lint.rules import RULES
+from caffe_nanlayers.lint.schema import SCHEMA_CODES
 from caffe_nanlayers.lint.shapes import trace_shapes
+from caffe_nanlayers.lr_schedule import Schedule, first_bad_iteration, to_float32
 
 _EXAMPLE = re.compile(r"^(PASS|FAIL)::\n\n((?:(?:    .*)?\n)+)", re.MULTILINE)
 

@@ -21,7 +21,7 @@ from caffe_nanlayers.lint.model import Document, Node
 from caffe_nanlayers.lint.net import build_net
 from caffe_nanlayers.lint.parser import PrototxtSyntaxError, parse_file, parse_text
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
-from caffe_nanlayers.lint.schema import load_schema
+from caffe_nanlayers.lint.schema import SCHEMA_CODES, load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
 from caffe_nanlayers.lint.usage import (
@@ -66,7 +66,6 @@ SOLVER_FIELDS = {
 OTHER_MESSAGES = {"caffe.LabelMap": {"item"}}
 NET_REF_FIELDS = ("net", "train_net", "test_net")
 INLINE_NET_FIELDS = ("net_param", "train_net_param", "test_net_param")
-SCHEMA_CODES = ("NAN001", "NAN002", "NAN003")
 
 
 @dataclass
