@@ -16,8 +16,8 @@ import pytest
 from caffe_nanlayers.commands.lint import main
 from caffe_nanlayers.errors import printable
 from caffe_nanlayers.lint import Options, lint_paths, lint_text
-from caffe_nanlayers.lint.lr_schedule import Schedule
 from caffe_nanlayers.lint.parser import parse_file
+from caffe_nanlayers.lr_schedule import Schedule
 
 ONE_LINE = re.compile(r"^[^\n]*\n$")
 
