@@ -282,6 +282,16 @@ def test_docs_list_every_rule():
     ]
 
 
+def test_the_rules_reference_is_generated_from_the_rules_docstrings():
+    """docs/lint-rules.md is rendered from the rules themselves: regenerate it when a rule changes."""
+    from caffe_nanlayers.lint.reference import reference
+
+    page = (REPO / "docs" / "lint-rules.md").read_text()
+    assert page == reference(), "run: python -m caffe_nanlayers.lint.reference > docs/lint-rules.md"
+    for rule in (NOT_LINTED, *RULES.values()):
+        assert f"\n## {rule.code} {rule.name} ({rule.severity})\n" in page
+
+
 def test_pre_commit_hook_points_at_the_console_script():
     text = (REPO / ".pre-commit-hooks.yaml").read_text()
     assert "entry: lint-prototxt" in text and "id: lint-prototxt" in text
