@@ -17,6 +17,7 @@ from pathlib import Path
 
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError, reading
+from caffe_nanlayers.net_state import StateRule, meets_rule
 
 _SOLVER_ONLY_FIELDS = frozenset(
     [
@@ -199,25 +200,15 @@ def net_to_text(net) -> str:
 
 
 def rule_met(rule, phase: int, level: int | None, stages: set[str] | None, unknown: bool = False) -> bool:
-    """Caffe's Net::StateMeetsRule.
-
-    ``level`` or ``stages`` may be None when they cannot be known (a Python layer knows its
-    phase, not its net's level and stages): a condition on them then counts as ``unknown``.
-    """
-    if rule.HasField("phase") and rule.phase != phase:
-        return False
-    if level is None:
-        if rule.HasField("min_level") or rule.HasField("max_level"):
-            return unknown
-    elif (rule.HasField("min_level") and level < rule.min_level) or (
-        rule.HasField("max_level") and level > rule.max_level
-    ):
-        return False
-    if stages is None:
-        return unknown if rule.stage or rule.not_stage else True
-    if any(stage not in stages for stage in rule.stage):
-        return False
-    return not any(stage in stages for stage in rule.not_stage)
+    """Caffe's Net::StateMeetsRule for a caffe_pb2 NetStateRule (``net_state.meets_rule``)."""
+    fields = StateRule(
+        phase=rule.phase if rule.HasField("phase") else None,
+        min_level=rule.min_level if rule.HasField("min_level") else None,
+        max_level=rule.max_level if rule.HasField("max_level") else None,
+        stage=tuple(rule.stage),
+        not_stage=tuple(rule.not_stage),
+    )
+    return meets_rule(fields, phase, level, stages, unknown)
 
 
 def layer_may_be_in_phase(layer, phase: int) -> bool:
