@@ -18,29 +18,8 @@ from pathlib import Path
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError, reading
 from caffe_nanlayers.net_state import StateRule, meets_rule
+from caffe_nanlayers.solver_files import SOLVER, SOLVER_DIRECTORY, WORKING_DIRECTORY, kind_of, net_file_bases
 
-_SOLVER_ONLY_FIELDS = frozenset(
-    [
-        "base_lr",
-        "lr_policy",
-        "max_iter",
-        "train_net",
-        "test_net",
-        "net_param",
-        "train_net_param",
-        "solver_mode",
-        "snapshot_prefix",
-        "test_iter",
-        "test_interval",
-        "iter_size",
-        "solver_type",
-        "type",
-        "momentum",
-        "weight_decay",
-        "net",
-    ]
-)
-_NET_FIELDS = frozenset(["layer", "layers", "input", "input_shape", "input_dim"])
 # A quoted string, a comment, a brace, or a field name followed by ':' or '{'.
 _TOKEN = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[{}<>]|\b([A-Za-z_]\w*)\s*[:{<]""")
 
@@ -80,8 +59,7 @@ def looks_like_solver(text: str) -> bool:
     Only the top-level fields count: the layers of a solver's inline ``net_param { ... }``
     are the net's, not the file's.
     """
-    fields = top_level_fields(text)
-    return bool(fields & _SOLVER_ONLY_FIELDS) and not fields & _NET_FIELDS
+    return kind_of(top_level_fields(text)) == SOLVER
 
 
 def top_level_fields(text: str) -> set[str]:
@@ -141,11 +119,8 @@ class ResolvedNet:
 
 
 def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
-    """Find a solver's net file: Caffe resolves it against the working directory; we also try the solver's."""
-    as_given = Path(name)
-    candidates = [(as_given, "relative to the working directory, as Caffe resolves it")]
-    if not as_given.is_absolute():
-        candidates.append((solver_path.parent / as_given, "relative to the solver's directory"))
+    """Find a solver's net file where the linter finds it (``solver_files.net_file_bases``)."""
+    candidates = [(Path(name), "")] if Path(name).is_absolute() else _candidates(name, solver_path)
     for candidate, how in candidates:
         if candidate.is_file():
             return candidate, f"net file {candidate} found {how}" if len(candidates) > 1 else ""
@@ -157,8 +132,29 @@ def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
             )
     tried = "the working directory"
     if len(candidates) > 1 and solver_path.parent.resolve() != Path.cwd().resolve():
-        tried += f" and the solver's directory {solver_path.parent}"
+        tried += f", the solver's directory {solver_path.parent} and its parents"
     raise UserError(f"{solver_path}: net file {name!r} not found (tried {tried})")
+
+
+def _candidates(name: str, solver_path: Path) -> list[tuple[Path, str]]:
+    """(path as the user would write it, how it was found) for each of ``net_file_bases``."""
+    out = []
+    for base, where in net_file_bases(solver_path, Path.cwd()):
+        if where == WORKING_DIRECTORY:
+            out.append((Path(name), "relative to the working directory, as Caffe resolves it"))
+        elif where == SOLVER_DIRECTORY:
+            out.append((solver_path.parent / name, "relative to the solver's directory"))
+        else:
+            out.append((_shown(Path(base) / name), f"relative to {_shown(Path(base))}"))
+    return out
+
+
+def _shown(path: Path) -> Path:
+    """A path under the working directory relative to it, as the user would write it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def read_net_or_solver(path: str | os.PathLike, which: str = "train") -> ResolvedNet:

@@ -163,3 +163,39 @@ def test_a_solvers_net_that_is_a_directory_is_said_so(caffe, tmp_path, monkeypat
 def test_a_layer_may_be_in_a_phase_whatever_its_level_and_stages(caffe, rules, in_train):
     layer = proto_io.parse_text(f'name: "l" type: "ReLU" {rules}', proto_io.caffe_pb2().LayerParameter(), "-")
     assert proto_io.layer_may_be_in_phase(layer, proto_io.caffe_pb2().TRAIN) is in_train
+
+
+def test_a_net_named_from_the_repository_root_is_found_as_the_linter_finds_it(caffe, tmp_path, monkeypatch):
+    """BVLC's solvers say net: "models/x/train_val.prototxt", for a run from the repository's root."""
+    from caffe_nanlayers.lint.linter import resolve_net
+    from caffe_nanlayers.lint.parser import parse_text as lint_parse
+
+    (tmp_path / "models" / "x").mkdir(parents=True)
+    (tmp_path / "models" / "x" / "train_val.prototxt").write_text(NET)
+    solver = tmp_path / "models" / "x" / "solver.prototxt"
+    solver.write_text('net: "models/x/train_val.prototxt"\nbase_lr: 0.01\n')
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resolved = proto_io.read_net_or_solver(solver)
+    assert resolved.path.resolve() == (tmp_path / "models" / "x" / "train_val.prototxt")
+    assert resolved.note == f"net file {resolved.path} found relative to {tmp_path}"
+    linted = resolve_net(lint_parse(solver.read_text()).root.get("net"), str(solver), ".")
+    assert os.path.samefile(linted.found, resolved.path)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ('base_lr: 0.1\nnet_param {\n  layer { name: "a" type: "ReLU" }\n}\n', "solver"),
+        ('layer { name: "a" type: "ReLU" }\n', "net"),
+        ("display: 1\nsnapshot: 10\n", "solver"),
+        ('type: "Adam"\n', "solver"),
+        ('name: "n"\n', "net"),
+    ],
+)
+def test_the_linter_and_proto_io_tell_a_net_from_a_solver_alike(text, kind):
+    from caffe_nanlayers.lint.linter import file_kind
+    from caffe_nanlayers.lint.parser import parse_text as lint_parse
+
+    assert file_kind(lint_parse(text).root) == kind
+    assert proto_io.looks_like_solver(text) is (kind == "solver")
