@@ -162,12 +162,16 @@ def test_debug_info_log_shows_the_gradient_going_bad_before_the_loss(logs):
     verdict = diagnose(log, "debug.log")
     assert verdict.cause.id == "gradient_explosion"
     bad_norm = next(r for r in log.param_diff_norms if not r.finite)
-    # the gradients' norm is the first value to go bad, before the loss line of its iteration
+    # a layer's line is the first value to go bad, then the gradients' norm, then the loss line
     assert verdict.details["first"]["what"] == "debug_info"
-    assert bad_norm.line == verdict.details["first"]["line"] < log.losses.first_bad().line
+    assert verdict.details["first"]["line"] < bad_norm.line < log.losses.first_bad().line
+    assert (
+        verdict.details["first_layer"]["iteration"] == bad_norm.iteration == log.losses.first_bad().iteration
+    )
     assert verdict.confidence == "high"
+    assert [c.id for c in verdict.also_possible] == ["loss_layer"]  # low: its input was already huge
     assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
-    assert any("L2 norm of all gradients = inf" in e for e in verdict.evidence)
+    assert any("activations already huge before it" in e and "iteration 6" in e for e in verdict.evidence)
 
 
 def test_with_two_losses_the_one_that_grew_is_named(logs):

@@ -89,6 +89,13 @@ _NONFINITE_HINT = re.compile(r"nan|inf|#IND|#QNAN", re.IGNORECASE)
 _NONFINITE_TOKEN = re.compile(r"[-+]?(?:nan|inf|infinity|1\.#\w+|nan\(\w+\))", re.IGNORECASE)
 # "All net params" lines held until their iteration's loss line (one a display).
 _PENDING_NORMS = 64
+# Net::Init's set-up lines: which layers make a loss, and which have bottoms.
+_SETTING_UP = re.compile(r"^Setting up (\S+)$")
+_LOSS_WEIGHT = re.compile(r"^\s*with loss weight " + _NUM + "$")
+_BOTTOM = re.compile(r"^(\S+) <- (\S+)$")
+# A loss sends back a gradient about as large as the loss itself; one a million times larger
+# (mean |diff| against the loss) is a loss dividing by an input clamped near 0 (as locate judges).
+LOSS_GRADIENT_RATIO = 1e6
 _SOLVER_BLOCK = "Initializing solver from parameters:"
 _NET_BLOCK = "Initializing net from parameters:"
 _FIELD = re.compile(r'^\s*(\w+)\s*:\s*"?([^"\s]*)"?\s*$')
@@ -337,6 +344,12 @@ class TrainingLog:
     param_diff_norms: Series = dataclasses.field(default_factory=Series)  # L2 of all gradients
     solver: dict[str, str] = dataclasses.field(default_factory=dict)
     layer_types: dict[str, str] = dataclasses.field(default_factory=dict)
+    # From the set-up lines: the layers with a non-zero loss weight, and those fed by a bottom.
+    loss_layers: set[str] = dataclasses.field(default_factory=set)
+    layers_with_bottoms: set[str] = dataclasses.field(default_factory=set)
+    # debug_info: a loss layer's [Forward] top and the [Backward] diff it sent back, a million
+    # times larger, before any non-finite debug line (a loss dividing by an input clamped near 0).
+    loss_spike: tuple[DebugReading, DebugReading] | None = None
     first_bad_debug: DebugReading | None = None  # of training (forward, backward, update)
     # A net with debug_info prints its test passes too: those lines are the test net's, never training's.
     first_bad_test_debug: DebugReading | None = None
@@ -399,6 +412,9 @@ class LogReader:
         self._block = _BlockReader()
         self._pending_debug: list[DebugReading] = []  # this iteration's, until its loss line
         self._pending_bad_debug: DebugReading | None = None
+        self._pending_spike: tuple[DebugReading, DebugReading] | None = None
+        self._loss_forward: dict[str, DebugReading] = {}  # this iteration's [Forward] of each loss layer
+        self._setting_up: str | None = None
         self._iteration: int | None = None  # None until the first Iteration line
         self._testing = False
         self._test_net: int | None = None  # inside test net #k's forward passes
@@ -423,7 +439,7 @@ class LogReader:
 
     def finish(self) -> TrainingLog:
         """The log read so far, its pending debug lines settled."""
-        if self._pending_debug or self._pending_bad_debug is not None:
+        if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
             # After a test pass at N, training's own step N follows; after a display of N, step N + 1.
             iteration = self._iteration
             if iteration is not None and not self._testing:
@@ -468,8 +484,31 @@ class LogReader:
             if debug is not None:
                 self._debug(debug, prefixed)
                 return
+        if prefixed and self._net_setup(body):
+            return
         if prefixed and _NONFINITE_HINT.search(body):
             self._custom_print(prefixed.group(1), body, number)
+
+    def _net_setup(self, body: str) -> bool:
+        """Net::Init's lines that say which layers make a loss ("with loss weight") and have bottoms."""
+        log = self.log
+        if len(log.loss_layers) + len(log.layers_with_bottoms) >= 2 * MAX_BLOCK_ENTRIES:
+            return False
+        match = _SETTING_UP.match(body)
+        if match:
+            self._setting_up = match.group(1)
+            return True
+        match = _LOSS_WEIGHT.match(body)
+        if match:
+            weight = parse_number(match.group(1))
+            if self._setting_up is not None and weight:
+                log.loss_layers.add(self._setting_up)
+            return True
+        match = _BOTTOM.match(body)
+        if match:
+            log.layers_with_bottoms.add(match.group(1))
+            return True
+        return False
 
     def _count(self, prefixed) -> None:
         self.log.recognized += 1
@@ -495,7 +534,7 @@ class LogReader:
                 self._check(
                     item, "loss", self.log.losses, saturable=True, weights=self.log.loss_weights.values()
                 )
-            if self._pending_debug or self._pending_bad_debug is not None:
+            if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
                 self._settle_debug(iteration)
             return True
         match = _LR.search(body) if "lr = " in body else None
@@ -598,6 +637,27 @@ class LogReader:
             log.largest_forward = debug
         if not debug.finite and debug.blob != "all params" and self._pending_bad_debug is None:
             self._pending_bad_debug = debug
+        self._watch_loss_gradient(debug)
+
+    def _watch_loss_gradient(self, debug: DebugReading) -> None:
+        """Keep the first loss layer that sent back a gradient far beyond its loss, before any bad line."""
+        log = self.log
+        if (
+            debug.layer not in log.loss_layers
+            or log.loss_spike is not None
+            or self._pending_spike is not None
+        ):
+            return
+        if log.first_bad_debug is not None or self._pending_bad_debug is not None or not debug.finite:
+            return
+        if debug.direction == "forward" and debug.blob.startswith("top"):
+            self._loss_forward[debug.layer] = debug
+            return
+        forward = self._loss_forward.get(debug.layer)
+        if forward is None or debug.direction != "backward" or not debug.blob.startswith("bottom"):
+            return
+        if debug.value > LOSS_GRADIENT_RATIO * max(1.0, abs(forward.value)):
+            self._pending_spike = (forward, debug)
 
     def _sign_debug(self, debug: DebugReading) -> None:
         reading = Reading(debug.iteration, debug.value, debug.text, debug.line)
@@ -617,8 +677,17 @@ class LogReader:
             pending = sorted([*pending, self._pending_bad_debug], key=lambda d: d.line)
         for debug in pending:
             self._record_debug(dataclasses.replace(debug, iteration=iteration))
+        big = self.log.largest_forward
+        if big is not None and big.iteration is None:
+            self.log.largest_forward = dataclasses.replace(big, iteration=iteration)
+        if self._pending_spike is not None:
+            self.log.loss_spike = tuple(
+                dataclasses.replace(d, iteration=iteration) for d in self._pending_spike
+            )
         self._pending_debug.clear()
         self._pending_bad_debug = None
+        self._pending_spike = None
+        self._loss_forward.clear()
         if iteration is None:
             return
         for field in ("first_sign", "first_train_sign"):
@@ -703,10 +772,15 @@ def _read(series: Series, iteration: int | None, token: str, line: int) -> tuple
 def _debug_reading(body: str, line: int) -> DebugReading | None:
     match = _ALL_PARAMS.search(body)
     if match:
-        value = parse_number(match.group(4))
+        value, text = parse_number(match.group(4)), match.group(4)
+        l1 = parse_number(match.group(2))
+        if value is not None and not math.isfinite(value) and l1 is not None and math.isfinite(l1):
+            # Caffe sums the squares in float: gradients near 1e19 overflow the L2 norm, not
+            # themselves. The finite L1 norm says every gradient is finite, and bounds the L2 norm.
+            value, text = l1, f"{match.group(2)} (L1; the L2 sum of squares overflowed)"
         if value is None:
             return None
-        return DebugReading(None, "backward", "", "all params", value, match.group(4), line)
+        return DebugReading(None, "backward", "", "all params", value, text, line)
     for pattern, direction in ((_FORWARD, "forward"), (_BACKWARD, "backward")):
         match = pattern.search(body)
         if match:

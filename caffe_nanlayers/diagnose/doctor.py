@@ -18,6 +18,7 @@ way an experienced Caffe user does, in three steps kept apart:
 
 from __future__ import annotations
 
+import math
 import re
 
 from caffe_nanlayers.diagnose import trend
@@ -31,6 +32,9 @@ from caffe_nanlayers.lint.lr_schedule import REQUIRED
 HUGE_START = 1000.0
 # Mean |activation| of a top blob that says the weights have already diverged.
 HUGE_ACTIVATION = 1e10
+# Layers whose output is their weights times their input: the first to overflow in a forward pass,
+# they were given too-wide weights (iteration 0: the fillers) or the updates grew them (later).
+WEIGHTED_LAYER_TYPES = frozenset({"InnerProduct", "Convolution", "Deconvolution", "Embed"})
 # Readings, displayed one iteration apart, that make a loss "steady" before a sudden NaN.
 STEADY_READINGS = 5
 
@@ -55,6 +59,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
     facts = _facts(log, sign)
     candidates = rank(_weigh(facts, log))
     top = candidates[0]
+    lacks = _lacks(log, top)
     details["first"] = {"what": sign.what, "kind": sign.kind, **sign.reading.as_dict()}
     layer = _fact(facts, "first_layer")
     if layer is not None:
@@ -68,6 +73,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
         {"id": c.cause_id, "confidence": c.confidence, "facts": list(c.facts)} for c in candidates
     ]
     details["separable"] = top.confidence != LOW
+    details["log_lacks"] = [f.as_dict() for f in lacks]
     diagnosis = Diagnosis(
         "doctor",
         source,
@@ -76,7 +82,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
         iteration=sign.reading.iteration,
         cause=cause(top.cause_id),
         also_possible=[cause(c.cause_id) for c in candidates[1:]],
-        evidence=[render(f) for f in facts],
+        evidence=[render(f) for f in facts + lacks],
         details=details,
         confidence=top.confidence,
         next_steps=_next_steps(log, sign, facts, candidates),
@@ -116,6 +122,13 @@ def _summary(sign: Sign) -> str:
     return f"first NaN/Inf at {at}: {subject} = {r.text} (line {r.line})"
 
 
+def _lacks(log: TrainingLog, top: Candidate) -> list[Fact]:
+    """What the log would need to show for a cause it leaves unsure: the lines that name a layer."""
+    if top.confidence == HIGH or log.debug_lines:
+        return []
+    return [Fact("no_layer_lines")]
+
+
 def _fact(facts: list[Fact], fact_id: str) -> Fact | None:
     return next((f for f in facts if f.id == fact_id), None)
 
@@ -138,18 +151,26 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         if later is not None and later[1].line > saturated.readings[0].line:
             what, reading = later
             facts.append(Fact("nonfinite_after_saturation", (reading,), {"what": what}))
+    if log.loss_spike is not None and log.loss_spike[1].line < line:
+        forward, backward = log.loss_spike
+        layer_type = log.layer_types.get(forward.layer)
+        facts.append(Fact("loss_spike", (forward, backward), {"layer": forward.layer, "type": layer_type}))
     layer = _first_layer(log, sign)
     if layer is not None:
         facts.append(_layer_fact(log, layer))
-        if layer.direction == "backward" and layer.test_net is None:
-            facts.append(Fact("backward_first", (), {"forward_lines": log.finite_forward_lines}))
         big = log.largest_forward
-        if (
+        huge = (
             big is not None
             and big.value >= HUGE_ACTIVATION
             and big.line < layer.line
             and layer.test_net is None
-        ):
+        )
+        if layer.direction == "backward" and layer.test_net is None:
+            # after huge values or a loss's huge gradient, the layer only carried them on
+            upstream = huge or any(f.id == "loss_spike" for f in facts)
+            values = {"forward_lines": log.finite_forward_lines, "upstream": upstream}
+            facts.append(Fact("backward_first", (), values))
+        if huge:
             facts.append(Fact("huge_activations", (big,), {"value": big.value}))
     if sign.custom is not None:
         facts.append(
@@ -231,7 +252,34 @@ def _layer_fact(log: TrainingLog, layer: DebugReading) -> Fact:
     if layer_type is None:
         layer_type = guess_layer_type(layer.layer)
         source = "name" if layer_type else None
-    return Fact("first_layer", (layer,), {"layer": layer.layer, "type": layer_type, "type_source": source})
+    values = {
+        "layer": layer.layer,
+        "type": layer_type,
+        "type_source": source,
+        "loss": layer.layer in log.loss_layers,
+        "has_bottoms": layer.layer in log.layers_with_bottoms or not log.layers_with_bottoms,
+    }
+    return Fact("first_layer", (layer,), values)
+
+
+def _layer_cause(layer: Fact, before_update: bool) -> str | None:
+    """The cause the first bad layer's type points at, as locate decides it for the layer it names."""
+    layer_type, reading = layer.values.get("type"), layer.readings[0]
+    if not layer_type:
+        return None
+    infinite = math.isinf(reading.value)
+    if layer_type == "Python" and layer.values["loss"] and infinite and reading.direction == "forward":
+        return "log0"  # a hand-written loss whose forward made an infinity: -log(0), unclamped
+    by_type = cause_for_layer_type(layer_type, layer.values["has_bottoms"])
+    if by_type is not None:
+        return by_type
+    if (
+        layer_type in WEIGHTED_LAYER_TYPES
+        and reading.direction == "forward"
+        and not reading.blob.startswith("param")
+    ):
+        return "fillers" if before_update else "gradient_explosion"
+    return None
 
 
 # Layer-name words and the type they usually mean (in Caffe's model zoo and forks' nets).
@@ -398,14 +446,33 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
     if "lr_nonfinite" in ids:
         point("lr_policy", HIGH, "lr_nonfinite")
         return out
+    if "loss_spike" in ids:
+        # as locate: a loss that sends back a gradient a million times its value divides by ~0
+        point("loss_layer", HIGH, "loss_spike")
     layer = _fact(facts, "first_layer")
     layer_cause = None
-    if layer is not None and layer.values.get("type"):
-        layer_cause = cause_for_layer_type(layer.values["type"])
+    if layer is not None:
+        layer_cause = _layer_cause(layer, "before_any_update" in ids)
         if layer_cause is not None:
-            point(layer_cause, HIGH if layer.values["type_source"] == "net" else MEDIUM, "first_layer")
+            from_net = layer.values["type_source"] == "net"
+            # a weighted layer's overflow is the weights' (fillers or updates), which the type only suggests
+            guess = layer_cause in ("fillers", "gradient_explosion") or layer_cause == "log0"
+            sure = HIGH if from_net and not guess else MEDIUM
+            upstream = ("loss_spike" in ids and layer_cause != "loss_layer") or (
+                "huge_activations" in ids and layer_cause not in ("fillers", "gradient_explosion")
+            )
+            if upstream:
+                sure = LOW  # its input was already huge, or a loss's gradient blew the weights up
+            point(layer_cause, sure, "first_layer")
+            if layer_cause == "log0":
+                point("layer_arithmetic", LOW, "first_layer")
     backward = _fact(facts, "backward_first")
-    if backward is not None and layer_cause is None and not ids & {"loss_grew", "norms_grew"}:
+    if (
+        backward is not None
+        and layer_cause is None
+        and not backward.values["upstream"]
+        and not ids & {"loss_grew", "norms_grew"}
+    ):
         # finite forward, then a gradient made NaN inside one layer: its own backward arithmetic
         sure = HIGH if backward.values["forward_lines"] else MEDIUM
         point("layer_arithmetic", sure, "first_layer", "backward_first")
@@ -484,7 +551,8 @@ def _next_steps(log: TrainingLog, sign: Sign, facts: list[Fact], candidates: lis
         )
     gap = next((f.values.get("gap") for f in facts if f.id in ("sparse_readings", "coarse_display")), None)
     display = log.solver.get("display")
-    if ("sparse_readings" in ids or (gap or 0) > 1) and not sure:
+    every_iteration = display == "1" or (display is None and gap == 1)
+    if ("sparse_readings" in ids or (gap or 0) > 1) and not sure and not every_iteration:
         shown = (
             f" (now {display})"
             if display

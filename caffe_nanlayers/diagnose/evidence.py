@@ -154,6 +154,11 @@ def render(fact: Fact) -> str:
             f"{d.blob} = {d.text} ({where}{_at(d)})"
         )
     if fact.id == "backward_first":
+        if v.get("upstream"):
+            return (
+                f"it is a gradient, after {v['forward_lines']} finite [Forward] line(s), with values "
+                "already huge before it: the layer carried them on"
+            )
         if v["forward_lines"]:
             return (
                 f"it is a gradient, after {v['forward_lines']} finite [Forward] line(s): the forward pass "
@@ -200,6 +205,19 @@ def render(fact: Fact) -> str:
         return (
             f"{v['what']} = {r[0].text} ({_at(r[0])}) is a metric, not a loss (no loss_weight): "
             "0/0 when a batch has no example of a class; training itself stayed finite"
+        )
+    if fact.id == "loss_spike":
+        forward, backward = r
+        kind = f" ({v['type']})" if v.get("type") else ""
+        return (
+            f"debug_info: loss layer {v['layer']}{kind} sent back {backward.blob} diff = "
+            f"{_g(backward.value)} while its loss was {_g(forward.value)} ({_at(backward)}): "
+            "it divides by an input clamped near 0"
+        )
+    if fact.id == "no_layer_lines":
+        return (
+            "the log has no debug_info lines ([Forward]/[Backward]): nothing in it says which layer "
+            "made the first NaN/Inf, so a cause that lives in one layer cannot be told from the others"
         )
     if fact.id == "excerpt":
         return "the paste shows no Iteration line before this point: the iteration is unknown"
