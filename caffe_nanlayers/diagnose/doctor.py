@@ -414,7 +414,10 @@ def _history_facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         # displayed every iteration, an explosion would have shown; every N, it may hide in between
         return [Fact("steady" if gap == 1 else "coarse_display", (sign.reading,), values)]
     if before or sign.what == "loss" or sign.what.startswith("train output"):
-        return [Fact("sparse_readings", tuple(before[-1:]), {"count": len(before), "gap": gap})]
+        facts = [Fact("sparse_readings", tuple(before[-1:]), {"count": len(before), "gap": gap})]
+        if [r.iteration for r in before] == [0] and sign.reading.iteration == 1 and sign.debug is None:
+            facts.append(Fact("after_first_update", (before[0],)))
+        return facts
     return []
 
 
@@ -522,6 +525,10 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("bad_input", MEDIUM, "steady")
         point("loss_layer", LOW, "steady")
         point("gradient_explosion", LOW, "steady")
+    if "after_first_update" in ids:
+        # the one update between a finite loss and the NaN carried the first backward's gradient
+        for cause_id in ("loss_layer", "sparsity", "layer_arithmetic"):
+            point(cause_id, LOW, "after_first_update")
     thin = ids & {"sparse_readings", "coarse_display"}
     if thin or not out:
         because = tuple(sorted(thin))

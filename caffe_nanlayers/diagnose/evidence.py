@@ -197,6 +197,12 @@ def render(fact: Fact) -> str:
         if v.get("gap"):
             text += f", the last {v['gap']} iterations earlier"
         return text + ": an explosion inside the display interval would look the same as a bad batch"
+    if fact.id == "after_first_update":
+        return (
+            f"the loss was finite at iteration 0 ({_g(r[0].value)}) and non-finite right after the first "
+            "update: the first backward pass may have made a gradient non-finite or enormous (a layer's "
+            "0/0, a loss dividing by 0), or the second batch is bad"
+        )
     if fact.id == "test_only":
         return "training stayed finite: only the test net went bad (TEST data or TEST-only layers)"
     if fact.id == "custom_print":
