@@ -13,7 +13,8 @@ reads the log the binary wrote:
   ``[Forward]`` / ``[Backward]`` lines, as locate names the producer, and the
   cause locate names; a layer whose weights' gradient went non-finite before
   its output did is named from its ``param blob`` line, backward;
-- on a plain log, where nothing names a layer, it names locate's cause or
+- on a plain log, where nothing names a layer, it names locate's cause (from
+  the net the log printed at start-up, where a setting of it makes NaN) or
   says what the log lacks: a confidence below high, the missing debug_info
   lines in its evidence, and the next steps to collect them.
 
@@ -49,23 +50,23 @@ SOLVER_LINES = {PLAIN: "display: 1\n", DEBUG: "display: 1\ndebug_info: true\n", 
 VERDICTS = {
     ("gradient_explosion", PLAIN): (4, "gradient_explosion", "high"),
     ("gradient_explosion", DEBUG): (4, "gradient_explosion", "high"),
-    # two finite readings, then NaN: nothing in a plain log tells the causes apart
-    ("loss_layer", PLAIN): (2, "gradient_explosion", "low"),
+    # a plain log names no layer; the net it printed does (lint-prototxt's rules on it): medium
+    ("loss_layer", PLAIN): (2, "loss_layer", "medium"),  # InfogainLoss fed raw scores (NAN106)
     # InfogainLoss sent back 1e18 for a loss of 29; fc2's weight gradient overflowed next
     ("loss_layer", DEBUG): (1, "loss_layer", "high"),
     ("bad_input", PLAIN): (6, "bad_input", "medium"),  # steady for 6 displays of 1, then NaN
     ("bad_input", DEBUG): (6, "bad_input", "high"),  # the HDF5Data layer's top
     ("bad_input", COARSE): (8, "gradient_explosion", "low"),  # two readings, 4 iterations apart
-    # at iteration 0 without a layer named: the net or its data, before any update
-    ("pooling_stride", PLAIN): (0, "initialization", "medium"),
+    ("pooling_stride", PLAIN): (0, "pooling_stride", "medium"),  # a window that covers no input
     ("pooling_stride", DEBUG): (0, "pooling_stride", "high"),
-    ("batchnorm", PLAIN): (0, "initialization", "medium"),
+    ("batchnorm", PLAIN): (0, "batchnorm", "medium"),  # eps 0
     ("batchnorm", DEBUG): (0, "batchnorm", "high"),
     # a NaN made backward at iteration 0 shows in the loss of iteration 1
     ("sparsity", PLAIN): (1, "gradient_explosion", "low"),
     ("sparsity", DEBUG): (0, "sparsity", "high"),  # the Power layer's backward 0/0
-    ("fillers", PLAIN): (0, "initialization", "medium"),
+    ("fillers", PLAIN): (0, "fillers", "medium"),  # gaussian without std
     ("fillers", DEBUG): (0, "fillers", "medium"),  # an InnerProduct overflowing at iteration 0
+    # at iteration 0, no layer named and no setting to blame: the net or its data, before any update
     ("log0", PLAIN): (0, "initialization", "medium"),
     ("log0", DEBUG): (0, "log0", "medium"),  # a Python loss whose forward made +inf
 }

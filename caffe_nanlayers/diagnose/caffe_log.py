@@ -47,6 +47,9 @@ LINE_LIMIT = 64 * 1024
 # Output names kept per phase: a net has a handful; a stream of new names is no net's
 # (output lines of many runs concatenated, garbage), and must not grow memory.
 MAX_OUTPUTS = 256
+# The first net printed at start-up (training's) is kept for lint-prototxt up to this size; the
+# deepest published nets print a few hundred KB.
+MAX_NET_TEXT = 4 * 1024 * 1024
 # Solver fields and layer names kept from the start-up dumps (the largest nets have about 1000 layers).
 MAX_BLOCK_ENTRIES = 8192
 
@@ -345,6 +348,8 @@ class TrainingLog:
     solver: dict[str, str] = dataclasses.field(default_factory=dict)
     layer_types: dict[str, str] = dataclasses.field(default_factory=dict)
     # From the set-up lines: the layers with a non-zero loss weight, and those fed by a bottom.
+    # The training net as Caffe printed it at start-up (after its phase filter): prototxt text.
+    net_text: str | None = None
     loss_layers: set[str] = dataclasses.field(default_factory=set)
     layers_with_bottoms: set[str] = dataclasses.field(default_factory=set)
     # debug_info: a loss layer's [Forward] top and the [Backward] diff it sent back, a million
@@ -383,11 +388,26 @@ class _BlockReader:
         self.kind: str | None = None
         self.depth = 0
         self.layer: dict[str, str] = {}
+        self.net_lines: list[str] | None = None
+        self.net_size = 0
 
-    def start(self, kind: str):
+    def start(self, kind: str, log: TrainingLog):
         self.kind, self.depth, self.layer = kind, 0, {}
+        self.net_lines: list[str] | None = [] if kind == "net" and log.net_text is None else None
+        self.net_size = 0
+
+    def keep_net(self, log: TrainingLog):
+        if self.net_lines is not None and self.net_size <= MAX_NET_TEXT:
+            log.net_text = "\n".join(self.net_lines) + "\n"
+
+    def end(self, log: TrainingLog):
+        self.keep_net(log)
+        self.kind, self.net_lines = None, None
 
     def feed(self, text: str, log: TrainingLog):
+        if self.net_lines is not None and self.net_size <= MAX_NET_TEXT:
+            self.net_lines.append(text)
+            self.net_size += len(text) + 1
         match = _FIELD.match(text)
         if self.kind == "solver":
             if match and self.depth == 0 and len(log.solver) < MAX_BLOCK_ENTRIES:
@@ -439,6 +459,7 @@ class LogReader:
 
     def finish(self) -> TrainingLog:
         """The log read so far, its pending debug lines settled."""
+        self._block.keep_net(self.log)  # a log that ends inside the dump (reading may go on)
         if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
             # After a test pass at N, training's own step N follows; after a display of N, step N + 1.
             iteration = self._iteration
@@ -455,7 +476,7 @@ class LogReader:
         block = self._block
         if block.kind is not None:
             if prefixed or not line.strip():
-                block.kind = None
+                block.end(log)
             else:
                 block.feed(line, log)
                 return
@@ -463,11 +484,11 @@ class LogReader:
             log.caffe_lines += 1
         body = line[prefixed.end() :] if prefixed else line
         if _SOLVER_BLOCK in body:
-            block.start("solver")
+            block.start("solver", log)
             log.recognized += 1
             return
         if _NET_BLOCK in body:
-            block.start("net")
+            block.start("net", log)
             log.recognized += 1
             return
         if "Iteration" in body and self._iteration_line(body, number, prefixed):

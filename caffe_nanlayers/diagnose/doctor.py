@@ -18,6 +18,7 @@ way an experienced Caffe user does, in three steps kept apart:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -26,6 +27,7 @@ from caffe_nanlayers.diagnose.caffe_log import DebugReading, Reading, Series, Si
 from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.evidence import HIGH, LOW, MEDIUM, Candidate, Fact, rank, render
+from caffe_nanlayers.diagnose.net_settings import nan_settings
 from caffe_nanlayers.lint.lr_schedule import REQUIRED
 
 # A first loss above this is no ordinary start (ln(1000 classes) is 6.9; detectors start in the hundreds).
@@ -151,6 +153,8 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         if later is not None and later[1].line > saturated.readings[0].line:
             what, reading = later
             facts.append(Fact("nonfinite_after_saturation", (reading,), {"what": what}))
+    for setting in nan_settings(log.net_text):
+        facts.append(Fact("net_setting", (), dataclasses.asdict(setting)))
     if log.loss_spike is not None and log.loss_spike[1].line < line:
         forward, backward = log.loss_spike
         layer_type = log.layer_types.get(forward.layer)
@@ -469,6 +473,16 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
             point(layer_cause, sure, "first_layer")
             if layer_cause == "log0":
                 point("layer_arithmetic", LOW, "first_layer")
+    # settings of the printed net that make NaN: at iteration 0 they are the net's own; later, only
+    # those that need a particular batch (a constant channel, raw scores <= 0) still explain a NaN
+    settings = [f for f in facts if f.id == "net_setting"]
+    for setting in settings:
+        setting_cause = setting.values["cause_id"]
+        later = setting_cause in ("loss_layer", "batchnorm", "float16")
+        sure = MEDIUM if "before_any_update" in ids or later else LOW
+        if layer_cause is not None and setting_cause != layer_cause:
+            sure = LOW  # the log names the layer, and it is another
+        point(setting_cause, sure, "net_setting")
     backward = _fact(facts, "backward_first")
     if (
         backward is not None
@@ -515,7 +529,7 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("layer_arithmetic", LOW, "custom_print")
     if "before_any_update" in ids and not backward_made_it:  # a finite forward: not the net, nor its data
         # with a layer named, "before any update" only rules the updates out
-        point("initialization", LOW if layer_cause else MEDIUM, "before_any_update")
+        point("initialization", LOW if layer_cause or settings else MEDIUM, "before_any_update")
         point("fillers", LOW, "before_any_update")
         point("bad_input", LOW, "before_any_update")
     if "test_only" in ids:

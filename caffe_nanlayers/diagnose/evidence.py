@@ -220,6 +220,9 @@ def render(fact: Fact) -> str:
             f"{_g(backward.value)} while its loss was {_g(forward.value)} ({_at(backward)}): "
             "it divides by an input clamped near 0"
         )
+    if fact.id == "net_setting":
+        more = f" (and {v['count'] - 1} more)" if v["count"] > 1 else ""
+        return f"the net printed at start-up, line {v['line']}: {v['code']} {v['message']}{more}"
     if fact.id == "no_layer_lines":
         return (
             "the log has no debug_info lines ([Forward]/[Backward]): nothing in it says which layer "
