@@ -57,15 +57,15 @@ def test_a_log_that_ends_inside_the_dump_keeps_what_it_read():
 
 
 def test_a_setting_that_makes_nan_names_its_cause_and_line():
-    [setting] = nan_settings(POOLING)
+    (setting,) = nan_settings(POOLING)
     assert (setting.code, setting.cause_id, setting.count) == ("NAN101", "pooling_stride", 1)
     assert POOLING.splitlines()[setting.line - 1].strip().startswith(("layer", "name", "stride", "pool"))
 
 
 def test_no_net_or_an_unreadable_one_has_no_settings():
-    assert nan_settings(None) == []
-    assert nan_settings("") == []
-    assert nan_settings("layer { name: ") == []  # the linter reports its parse error; the doctor goes on
+    assert nan_settings(None) == ()
+    assert nan_settings("") == ()
+    assert nan_settings("layer { name: ") == ()  # the linter reports its parse error; the doctor goes on
 
 
 def test_every_code_is_a_rule_and_every_cause_is_in_the_catalogue():

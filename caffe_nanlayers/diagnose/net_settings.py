@@ -11,6 +11,7 @@ asks only for those, on the net as Caffe read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from caffe_nanlayers.lint import Options, lint_text
 
@@ -35,17 +36,18 @@ class NetSetting:
     count: int
 
 
-def nan_settings(net_text: str | None) -> list[NetSetting]:
-    """One entry a code, in the order of CAUSE_OF_CODE; [] for no net or one the linter cannot read."""
+@functools.lru_cache(maxsize=4)  # a log followed as it grows is diagnosed again with the same net
+def nan_settings(net_text: str | None) -> tuple[NetSetting, ...]:
+    """One entry a code, in the order of CAUSE_OF_CODE; () for no net or one the linter cannot read."""
     if not net_text:
-        return []
+        return ()
     report = lint_text(net_text, "<printed net>", Options(select=list(CAUSE_OF_CODE), use_schema=False))
     found: dict[str, list] = {}
     for finding in report.findings:
         if finding.code in CAUSE_OF_CODE:
             found.setdefault(finding.code, []).append(finding)
-    return [
+    return tuple(
         NetSetting(code, CAUSE_OF_CODE[code], found[code][0].line, found[code][0].message, len(found[code]))
         for code in CAUSE_OF_CODE
         if code in found
-    ]
+    )
