@@ -66,8 +66,7 @@ VERDICTS = {
     ("sparsity", DEBUG): (0, "sparsity", "high"),  # the Power layer's backward 0/0
     ("fillers", PLAIN): (0, "fillers", "medium"),  # gaussian without std
     ("fillers", DEBUG): (0, "fillers", "medium"),  # an InnerProduct overflowing at iteration 0
-    # at iteration 0, no layer named and no setting to blame: the net or its data, before any update
-    ("log0", PLAIN): (0, "initialization", "medium"),
+    ("log0", PLAIN): (0, "log0", "medium"),  # loss = +inf at iteration 0 from a Python loss layer
     ("log0", DEBUG): (0, "log0", "medium"),  # a Python loss whose forward made +inf
 }
 

@@ -153,6 +153,10 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         if later is not None and later[1].line > saturated.readings[0].line:
             what, reading = later
             facts.append(Fact("nonfinite_after_saturation", (reading,), {"what": what}))
+    python_losses = sorted(n for n in log.loss_layers if log.layer_types.get(n) == "Python")
+    if sign.what == "loss" and sign.reading.value == math.inf and python_losses and sign.debug is None:
+        # +inf, not NaN: a log of 0 (or x/0) in a loss; the net's own loss code is the usual place
+        facts.append(Fact("python_loss_inf", (sign.reading,), {"layers": python_losses}))
     for setting in nan_settings(log.net_text):
         facts.append(Fact("net_setting", (), dataclasses.asdict(setting)))
     if log.loss_spike is not None and log.loss_spike[1].line < line:
@@ -483,6 +487,9 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         if layer_cause is not None and setting_cause != layer_cause:
             sure = LOW  # the log names the layer, and it is another
         point(setting_cause, sure, "net_setting")
+    if "python_loss_inf" in ids:
+        point("log0", MEDIUM if "before_any_update" in ids else LOW, "python_loss_inf")
+        point("layer_arithmetic", LOW, "python_loss_inf")
     backward = _fact(facts, "backward_first")
     if (
         backward is not None
@@ -529,7 +536,8 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("layer_arithmetic", LOW, "custom_print")
     if "before_any_update" in ids and not backward_made_it:  # a finite forward: not the net, nor its data
         # with a layer named, "before any update" only rules the updates out
-        point("initialization", LOW if layer_cause or settings else MEDIUM, "before_any_update")
+        explained = layer_cause or settings or "python_loss_inf" in ids
+        point("initialization", LOW if explained else MEDIUM, "before_any_update")
         point("fillers", LOW, "before_any_update")
         point("bad_input", LOW, "before_any_update")
     if "test_only" in ids:

@@ -220,6 +220,11 @@ def render(fact: Fact) -> str:
             f"{_g(backward.value)} while its loss was {_g(forward.value)} ({_at(backward)}): "
             "it divides by an input clamped near 0"
         )
+    if fact.id == "python_loss_inf":
+        return (
+            f"loss = {r[0].text} ({_at(r[0])}), +Inf rather than NaN, and the net's loss comes from Python "
+            f"layer(s) {', '.join(v['layers'])}: a hand-written loss takes log(0) or divides by 0"
+        )
     if fact.id == "net_setting":
         more = f" (and {v['count'] - 1} more)" if v["count"] > 1 else ""
         return f"the net printed at start-up, line {v['line']}: {v['code']} {v['message']}{more}"
