@@ -466,9 +466,10 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         layer_cause = _layer_cause(layer, "before_any_update" in ids)
         if layer_cause is not None:
             from_net = layer.values["type_source"] == "net"
-            # a weighted layer's overflow is the weights' (fillers or updates), which the type only suggests
-            guess = layer_cause in ("fillers", "gradient_explosion") or layer_cause == "log0"
-            sure = HIGH if from_net and not guess else MEDIUM
+            # the type only suggests these: a weighted layer's overflow is its weights' (the fillers or
+            # the updates); a Python loss's +inf is log(0) or a division by 0
+            suggested = layer_cause in ("fillers", "gradient_explosion", "log0")
+            sure = HIGH if from_net and not suggested else MEDIUM
             upstream = ("loss_spike" in ids and layer_cause != "loss_layer") or (
                 "huge_activations" in ids and layer_cause not in ("fillers", "gradient_explosion")
             )
