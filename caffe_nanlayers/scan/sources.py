@@ -28,7 +28,7 @@ class Source:
     source: str  # as written in the prototxt ("" for Python layers)
     records: int | None  # one pass; None when unknown (Python layers)
     batch_size: int | None  # None when the layer decides at run time (Python layers)
-    view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB)
+    view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB) or the image list
     hdf5_files: list = dataclasses.field(default_factory=list)
     images: list = dataclasses.field(default_factory=list)  # image_lists.ImageEntry, in list order
     image_param: object = None  # the layer's image_data_param, for the probe after an abort
@@ -42,8 +42,12 @@ class Source:
         return f"{what} (layer {self.layer!r})"
 
     def point_caffe_at_view(self, layer) -> None:
-        """Make the scan net's copy of the layer read the private view of the database."""
-        if self.view is not None:
+        """Make the scan net's copy of the layer read the private view of the database or image list."""
+        if self.view is None:
+            return
+        if self.kind == "ImageData":
+            layer.image_data_param.source = str(self.view)
+        else:
             layer.data_param.source = str(self.view)
 
     def locate(self, findings: list[dict]) -> list[dict]:
@@ -108,7 +112,7 @@ def open_source(layer, workdir: Path, limit: int | None = None) -> Source:
             tops=list(layer.top),
         )
     if layer.type == "ImageData":
-        return _image_list(layer, limit)
+        return _image_list(layer, limit, workdir)
     if is_python_data_layer(layer):
         return Source(layer.name, "Python", "", None, None)
     raise UserError(f"layer {layer.name!r}: {layer.type} layers cannot be scanned")
@@ -139,7 +143,7 @@ def check_for_training(layers, workdir: Path) -> None:
             label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
             guarded_reads.check_hdf5(param.source, list(layer.top), label)
         elif layer.type == "ImageData":
-            _image_list(layer, None)
+            _image_list(layer, None, None)
 
 
 def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
@@ -190,19 +194,29 @@ def image_location(source: str, entry) -> dict:
     return {"file": source, "line": entry.line, "image": entry.path, "resolved": entry.resolved}
 
 
-def _image_list(layer, limit: int | None) -> Source:
+def _image_list(layer, limit: int | None, workdir: Path | None) -> Source:
+    """The parsed list and the damage of the images Caffe will read; in ``workdir``, the list Caffe reads.
+
+    Caffe reads whole batches, and reads a few ahead of the net: with a ``--limit`` it is given a
+    private copy of the list holding only the lines of the checked batches, so that it never opens
+    an image past them. (Images are opened as ``root_folder`` + path, whatever list names them.)
+    """
     param = layer.image_data_param
     label = f"ImageData source {param.source!r} (layer {layer.name!r})"
     entries = image_lists.parse_list(param.source, param.root_folder, label)
-    # Caffe reads whole batches: the images it reads for a --limit are all checked.
     checked = entries if limit is None else entries[: math.ceil(limit / param.batch_size) * param.batch_size]
     damaged = image_lists.check_images(checked, label, param.source)
+    view = None
+    if workdir is not None:
+        view = workdir / f"{len(list(workdir.iterdir()))}-{layer.name}.txt"
+        view.write_text("".join(f"{entry.path} {entry.label}\n" for entry in checked), encoding="utf-8")
     return Source(
         layer.name,
         "ImageData",
         param.source,
         len(entries),
         param.batch_size,
+        view=view,
         images=entries,
         image_param=param,
         damaged=damaged,
