@@ -144,3 +144,10 @@ def test_images_caffe_cannot_read_are_one_line_with_each_list_line_and_the_count
     # Without the images Caffe stops on, the cut JPEG is what is left: Caffe would train on it.
     problems = check_images([entries[0], entries[2]], LABEL, "list.txt")
     assert [(p.entry.line, p.caffe_stops) for p in problems] == [(3, False)]
+
+
+def test_a_zeroed_sector_of_the_list_is_quoted_cut_short(tmp_path):
+    with pytest.raises(UserError) as error:
+        parse(tmp_path, "a.jpg 0\n" + "\0" * 512 + "\n")
+    assert "... (512 characters); Caffe would read the whole line as the image" in str(error.value)
+    assert len(str(error.value)) < 400

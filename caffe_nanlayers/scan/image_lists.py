@@ -72,6 +72,12 @@ def _atoi(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _shown(text: str, most: int = 60) -> str:
+    """``text`` quoted for a one-line message, cut short: a zeroed sector is one long line."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= most else f"{quoted[:most]}... ({len(text)} characters)"
+
+
 def parse_list(source: str, root_folder: str, label: str) -> list[ImageEntry]:
     """The entries of an image list, split as Caffe splits them; a line Caffe would misread is one error."""
     text = hdf5_lists.read_text_list(source, label, "an image list, 'IMAGE LABEL' on each line")
@@ -86,12 +92,12 @@ def parse_list(source: str, root_folder: str, label: str) -> list[ImageEntry]:
         path, space, token = line.rpartition(" ")
         if not space or not path:
             raise UserError(
-                f"{source}:{number}: expected 'IMAGE LABEL' (the label after the last space), got {line!r}; "
-                "Caffe would read the whole line as the image and its label as 0"
+                f"{source}:{number}: expected 'IMAGE LABEL' (the label after the last space), "
+                f"got {_shown(line)}; Caffe would read the whole line as the image and its label as 0"
             )
         if not _INTEGER.fullmatch(token):
             raise UserError(
-                f"{source}:{number}: the label {token!r} is not an integer; "
+                f"{source}:{number}: the label {_shown(token)} is not an integer; "
                 f"Caffe's atoi would read it as {_atoi(token)} and train on that"
             )
         entries.append(ImageEntry(number, path, root_folder + path, int(token)))
