@@ -151,3 +151,18 @@ def test_a_zeroed_sector_of_the_list_is_quoted_cut_short(tmp_path):
         parse(tmp_path, "a.jpg 0\n" + "\0" * 512 + "\n")
     assert "... (512 characters); Caffe would read the whole line as the image" in str(error.value)
     assert len(str(error.value)) < 400
+
+
+def test_locate_checks_the_list_lines_before_training_without_reading_the_images(tmp_path, monkeypatch):
+    from caffe_nanlayers.proto_io import caffe_pb2
+    from caffe_nanlayers.scan.sources import check_for_training
+
+    monkeypatch.chdir(tmp_path)
+    layer = caffe_pb2().LayerParameter(name="data", type="ImageData", top=["data", "label"])
+    layer.image_data_param.source = "list.txt"
+    (tmp_path / "list.txt").write_text("gone.jpg 0\n")
+    check_for_training([layer], tmp_path)  # a missing image is the scan's to find, not locate's
+
+    (tmp_path / "list.txt").write_text("a.jpg 0\nb.jpg two\n")
+    with pytest.raises(UserError, match=r"^list.txt:2: the label 'two' is not an integer"):
+        check_for_training([layer], tmp_path)

@@ -142,8 +142,10 @@ def check_for_training(layers, workdir: Path) -> None:
                 raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
             label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
             guarded_reads.check_hdf5(param.source, list(layer.top), label)
-        elif layer.type == "ImageData":
-            _image_list(layer, None, None)
+        elif layer.type == "ImageData":  # its lines only: reading every image is the scan's work
+            param = layer.image_data_param
+            label = f"ImageData source {param.source!r} (layer {layer.name!r})"
+            image_lists.parse_list(param.source, param.root_folder, label)
 
 
 def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
@@ -194,7 +196,7 @@ def image_location(source: str, entry) -> dict:
     return {"file": source, "line": entry.line, "image": entry.path, "resolved": entry.resolved}
 
 
-def _image_list(layer, limit: int | None, workdir: Path | None) -> Source:
+def _image_list(layer, limit: int | None, workdir: Path) -> Source:
     """The parsed list and the damage of the images Caffe will read; in ``workdir``, the list Caffe reads.
 
     Caffe reads whole batches, and reads a few ahead of the net: with a ``--limit`` it is given a
@@ -206,10 +208,8 @@ def _image_list(layer, limit: int | None, workdir: Path | None) -> Source:
     entries = image_lists.parse_list(param.source, param.root_folder, label)
     checked = entries if limit is None else entries[: math.ceil(limit / param.batch_size) * param.batch_size]
     damaged = image_lists.check_images(checked, label, param.source)
-    view = None
-    if workdir is not None:
-        view = workdir / f"{len(list(workdir.iterdir()))}-{layer.name}.txt"
-        view.write_text("".join(f"{entry.path} {entry.label}\n" for entry in checked), encoding="utf-8")
+    view = workdir / f"{len(list(workdir.iterdir()))}-{layer.name}.txt"
+    view.write_text("".join(f"{entry.path} {entry.label}\n" for entry in checked), encoding="utf-8")
     return Source(
         layer.name,
         "ImageData",
