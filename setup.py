@@ -20,7 +20,7 @@ EXTRAS = {
     "plot": ["matplotlib"],
 }
 EXTRAS["dev"] = sorted(
-    {*EXTRAS["scan"], *EXTRAS["plot"], "pytest", "pytest-timeout", "hypothesis", "ruff", "build"}
+    {*EXTRAS["scan"], *EXTRAS["plot"], "pytest", "pytest-timeout", "hypothesis", "ruff", "build", "pillow"}
 )
 
 setup(

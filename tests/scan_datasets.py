@@ -71,3 +71,34 @@ def snapshot(directory: Path) -> dict:
         str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(directory.rglob("*"))
     }
+
+
+def image_bytes(pixels: np.ndarray, fmt: str) -> bytes:
+    """An image file's bytes (``fmt`` "JPEG" or "PNG"), encoded by Pillow as a camera or a script would."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(out, fmt)
+    return out.getvalue()
+
+
+def write_image_list(directory: Path, count: int, labels=None, seed: int = 0, size=(8, 6)) -> list[Path]:
+    """``count`` images (JPEG and PNG in turn) under ``directory/images`` and ``directory/list.txt``.
+
+    The list names them relative to the root_folder "images/", with labels ``labels`` (default
+    alternating 0 and 1). Returns the image paths in list order.
+    """
+    rng = np.random.default_rng(seed)
+    (directory / "images").mkdir()
+    paths, lines = [], []
+    for index in range(count):
+        ext, fmt = ("jpg", "JPEG") if index % 2 == 0 else ("png", "PNG")
+        path = directory / "images" / f"img{index}.{ext}"
+        path.write_bytes(image_bytes(rng.integers(0, 256, (*size, 3)), fmt))
+        paths.append(path)
+        label = labels[index] if labels is not None else index % 2
+        lines.append(f"{path.name} {label}\n")
+    (directory / "list.txt").write_text("".join(lines))
+    return paths

@@ -2,9 +2,11 @@
 
 ``corrupt`` damages a copy of a small, clean dataset as an interrupted copy
 or a failing disk would: a file cut short, bits flipped, a 512-byte sector
-zeroed, a file missing. ``python scan_fuzz.py KIND FIRST COUNT`` builds and
-scans datasets FIRST..FIRST+COUNT-1 of one kind (the seed is the index, so a
-failure is replayed by its number) and prints one JSON line per dataset:
+zeroed, a file missing; an image list may also have a line mangled by hand
+(its label dropped, a word or an out-of-range class for it, an empty line).
+``python scan_fuzz.py KIND FIRST COUNT`` builds and scans datasets
+FIRST..FIRST+COUNT-1 of one kind (the seed is the index, so a failure is
+replayed by its number) and prints one JSON line per dataset:
 what the scan returned and printed, whether the dataset's bytes, mtimes
 and file list are unchanged, and which processes it left behind. It runs
 the scans in one process (pycaffe imported once; each scan still runs Caffe
@@ -26,16 +28,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scan_datasets import float_datum, float_records, key, write_lmdb
+from scan_datasets import float_datum, float_records, key, write_image_list, write_lmdb
 
-KINDS = ("LMDB", "LevelDB", "HDF5")
+KINDS = ("LMDB", "LevelDB", "HDF5", "ImageData")
 RECORDS = 12
 BATCH = 4
 NETS = {
     "LMDB": 'data_param { source: "data" backend: LMDB batch_size: 4 }',
     "LevelDB": 'data_param { source: "data" backend: LEVELDB batch_size: 4 }',
     "HDF5": 'hdf5_data_param { source: "list.txt" batch_size: 4 }',
+    # Resized, as lists of photos of many sizes are: a flipped bit in a header's size then changes nothing.
+    "ImageData": (
+        'image_data_param { source: "list.txt" root_folder: "images/" batch_size: 4\n'
+        "    new_height: 6 new_width: 8 }"
+    ),
 }
+LAYER_TYPES = {"LMDB": "Data", "LevelDB": "Data", "HDF5": "HDF5Data", "ImageData": "ImageData"}
 CLASSIFIER = (
     'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"\n'
     "  inner_product_param { num_output: 2 } }\n"
@@ -44,9 +52,8 @@ CLASSIFIER = (
 
 
 def net_text(kind: str) -> str:
-    layer_type = "HDF5Data" if kind == "HDF5" else "Data"
     return (
-        f'layer {{ name: "data" type: "{layer_type}" top: "data" top: "label"\n  {NETS[kind]} }}\n'
+        f'layer {{ name: "data" type: "{LAYER_TYPES[kind]}" top: "data" top: "label"\n  {NETS[kind]} }}\n'
         + CLASSIFIER
     )
 
@@ -68,6 +75,8 @@ def write_clean(kind: str, directory: Path) -> list[Path]:
         for index in range(RECORDS // 2, RECORDS):
             db.put(key(index), float_datum(records[index], label=labels[index]))
         db.close()
+    elif kind == "ImageData":
+        write_image_list(directory, RECORDS, labels=labels, size=(12, 16))
     else:
         import h5py
 
@@ -81,7 +90,7 @@ def write_clean(kind: str, directory: Path) -> list[Path]:
 
 
 def corrupt(files: list[Path], rng: random.Random) -> str:
-    """Damage one of ``files`` as a disk or a copy would; say how."""
+    """Damage one of ``files`` as a disk or a copy would (or a hand, an image list's line); say how."""
     target = rng.choice(files)
     data = bytearray(target.read_bytes())
     how = rng.choice(("truncate", "flip", "flip", "zero", "remove"))
@@ -102,6 +111,19 @@ def corrupt(files: list[Path], rng: random.Random) -> str:
         data[offset] ^= 1 << rng.randrange(8)
     target.write_bytes(bytes(data))
     return f"{target.name}: bits flipped at {offsets}"
+
+
+def corrupt_image_list(files: list[Path], rng: random.Random) -> str:
+    """As ``corrupt``, or (one time in four) a line of the list mangled by hand; say how."""
+    listing = next(path for path in files if path.name == "list.txt")
+    if rng.random() >= 0.25:
+        return corrupt(files, rng)
+    lines = listing.read_text().split("\n")
+    number = rng.randrange(len(lines) - 1)  # the text ends with a newline: the last item is empty
+    image = lines[number].rsplit(" ", 1)[0]
+    lines[number] = rng.choice((image, f"{image} cat", f"{image} 1.5", f"{image} 7", ""))
+    listing.write_text("\n".join(lines))
+    return f"{listing.name}: line {number + 1} made {lines[number]!r}"
 
 
 def snapshot(directory: Path) -> dict:
@@ -140,7 +162,7 @@ def drive(kind: str, first: int, count: int, workdir: Path) -> None:
         run_dir = workdir / f"{kind}-{index}"
         run_dir.mkdir()
         files = write_clean(kind, run_dir)
-        damage = corrupt(files, rng)
+        damage = (corrupt_image_list if kind == "ImageData" else corrupt)(files, rng)
         (run_dir / "net.prototxt").write_text(net_text(kind))
         before = snapshot(run_dir)
         print(json.dumps({"index": index, "started": True}), flush=True)

@@ -162,14 +162,18 @@ def test_debug_info_log_shows_the_gradient_going_bad_before_the_loss(logs):
     verdict = diagnose(log, "debug.log")
     assert verdict.cause.id == "gradient_explosion"
     bad_norm = next(r for r in log.param_diff_norms if not r.finite)
-    # a debug_info line is the first value to go bad (BVLC's per-layer lines come before the
-    # norm of all gradients), before the loss line of its iteration
+    # a layer's line is the first value to go bad, then the gradients' norm, then the loss line
     assert verdict.details["first"]["what"] == "debug_info"
-    assert verdict.details["first"]["line"] <= bad_norm.line < log.losses.first_bad().line
+    assert verdict.details["first"]["line"] < bad_norm.line < log.losses.first_bad().line
+    assert (
+        verdict.details["first_layer"]["iteration"] == bad_norm.iteration == log.losses.first_bad().iteration
+    )
     assert verdict.confidence == "high"
+    assert [c.id for c in verdict.also_possible] == ["loss_layer"]  # low: its input was already huge
     assert any("L2 norm of all gradients grew" in e for e in verdict.evidence)
     # BVLC's per-layer lines name the layer whose output went non-finite first
     assert any("first non-finite forward value in layer loss (EuclideanLoss" in e for e in verdict.evidence)
+    assert any("activations already huge before it" in e and "iteration 6" in e for e in verdict.evidence)
 
 
 def test_with_two_losses_the_one_that_grew_is_named(logs):

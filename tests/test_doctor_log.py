@@ -1,9 +1,9 @@
 """The log parser and the doctor's rules on small hand-written snippets.
 
-Real logs from this build are in test_doctor.py; these snippets cover what
-this build does not print: other Caffe versions' spellings, MSVC's NaN
-spellings, and the per-layer debug_info lines of BVLC Caffe (this build
-compiles them out).
+Real logs from this build are in test_doctor.py and
+test_nan_causes_caffe_train.py; these snippets cover what this build does
+not print (other Caffe versions' spellings, MSVC's NaN spellings) and pin
+single rules of the reader and the doctor on a few lines each.
 """
 
 from __future__ import annotations
@@ -599,3 +599,77 @@ def test_a_steady_loss_displayed_every_20_iterations_cannot_tell_a_bad_batch_fro
     assert [c.id for c in verdict.also_possible] == ["bad_input", "loss_layer"]
     assert any("smaller display" in step for step in verdict.next_steps)
     assert "20 iterations after the last finite one" in verdict.evidence[0]
+
+
+def test_an_l2_norm_that_overflowed_while_the_l1_norm_is_finite_is_no_nan():
+    """Caffe sums the gradients' squares in float: gradients near 1e19 overflow the L2 norm only."""
+    lines = [
+        "E0101 12:00:00.000000  7 net.cpp:779]     [Backward] All net params (data, diff): "
+        "L1 norm = (71.4, 2.6e+21); "
+        "L2 norm = (4.58, inf)",
+        "I0101 12:00:00.000000  7 solver.cpp:231] Iteration 0, loss = 29.18",
+        "E0101 12:00:00.000000  7 net.cpp:779]     [Backward] All net params (data, diff): "
+        "L1 norm = (2.6e+19, inf); "
+        "L2 norm = (2.1e+18, inf)",
+        "I0101 12:00:00.000000  7 solver.cpp:231] Iteration 1, loss = 35.3",
+    ]
+    log = parse_log(lines)
+    assert [r.finite for r in log.param_diff_norms] == [True, False]
+    assert log.param_diff_norms[0].value == pytest.approx(2.6e21)  # the L1 norm, an upper bound of L2
+    assert log.first_sign.reading.line == 3
+
+
+LOSS_SETUP = [
+    "I0101 12:00:00.000000  7 net.cpp:127] Creating Layer fc2",
+    "I0101 12:00:00.000000  7 net.cpp:177] Setting up fc2",
+    "I0101 12:00:00.000000  7 net.cpp:127] Creating Layer loss",
+    "I0101 12:00:00.000000  7 net.cpp:477] loss <- fc2",
+    "I0101 12:00:00.000000  7 net.cpp:177] Setting up loss",
+    "I0101 12:00:00.000000  7 net.cpp:184] Top shape: (1)",
+    "I0101 12:00:00.000000  7 net.cpp:187]     with loss weight 1",
+]
+
+
+def test_a_loss_that_sends_back_a_gradient_a_million_times_its_value_is_the_loss_layer():
+    lines = [
+        *LOSS_SETUP,
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer fc2, top blob fc2 data: 0.72",
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer loss, top blob loss data: 29.18",
+        "I0101 12:00:00.000000  7 net.cpp:679]     [Backward] Layer loss, bottom blob fc2 diff: 1.95e+18",
+        "I0101 12:00:00.000000  7 net.cpp:690]     [Backward] Layer fc2, param blob 0 diff: 1.3e+19",
+        "I0101 12:00:00.000000  7 solver.cpp:231] Iteration 0, loss = 29.18",
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer fc2, top blob fc2 data: 1.9e+35",
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer loss, top blob loss data: 35.3",
+        "I0101 12:00:00.000000  7 net.cpp:679]     [Backward] Layer loss, bottom blob fc2 diff: 2.7e+18",
+        "I0101 12:00:00.000000  7 net.cpp:690]     [Backward] Layer fc2, param blob 0 diff: inf",
+        "I0101 12:00:00.000000  7 solver.cpp:231] Iteration 1, loss = 35.3",
+    ]
+    log = parse_log(lines)
+    assert log.loss_layers == {"loss"} and log.layers_with_bottoms == {"loss"}
+    forward, backward = log.loss_spike
+    assert (forward.value, backward.value, backward.iteration) == (29.18, 1.95e18, 0)
+    verdict = diagnose(log, "spike.log")
+    assert (verdict.iteration, verdict.cause.id, verdict.confidence) == (1, "loss_layer", "high")
+    assert verdict.details["first_layer"]["layer"] == "fc2"
+    assert "layer_arithmetic" not in [c.id for c in verdict.also_possible]  # fc2 only carried it on
+
+
+def test_a_python_loss_whose_forward_makes_an_infinity_took_log_0():
+    lines = [
+        "I0101 12:00:00.000000  7 net.cpp:127] Creating Layer xent",
+        "I0101 12:00:00.000000  7 net.cpp:477] xent <- prob",
+        "I0101 12:00:00.000000  7 net.cpp:177] Setting up xent",
+        "I0101 12:00:00.000000  7 net.cpp:187]     with loss weight 1",
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer prob, top blob prob data: 0.25",
+        "I0101 12:00:00.000000  7 net.cpp:651]     [Forward] Layer xent, top blob loss data: inf",
+        "I0101 12:00:00.000000  7 solver.cpp:231] Iteration 0, loss = inf",
+    ]
+    layer_types = [
+        "I0101 12:00:00.000000  7 net.cpp:58] Initializing net from parameters: ",
+        "layer {",
+        '  name: "xent"',
+    ]
+    layer_types += ['  type: "Python"', "}"]
+    verdict = diagnose(parse_log(layer_types + lines), "xent.log")
+    assert (verdict.iteration, verdict.cause.id, verdict.confidence) == (0, "log0", "medium")
+    assert verdict.details["first_layer"]["type"] == "Python"

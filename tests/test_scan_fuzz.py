@@ -1,12 +1,13 @@
-"""The corruption fuzz: 210 LMDB, LevelDB and HDF5 datasets broken at random, each scanned through real Caffe.
+"""The corruption fuzz: 258 LMDB, LevelDB, HDF5 and image-list datasets broken at random, scanned by Caffe.
 
 Every scan must end in exit 0, 1 or 2, never a traceback or a signal; an
 error is one line that names the dataset (and the record, when Caffe
 stopped on one and a reader can find it); the dataset's bytes, mtimes and
 file list are unchanged; no process is left behind. The datasets are tiny
-(12 records) and each kind is scanned by its own driver process (see
-``scan_fuzz.py``), the three at once: about a minute on two cores. The
-seeds are the dataset numbers, so a failure names the one to replay.
+(12 records; an image list is 12 JPEG and PNG images of 16x12 pixels) and
+each kind is scanned by its own driver process (see ``scan_fuzz.py``), all
+at once: about a minute on two cores. The seeds are the dataset numbers, so
+a failure names the one to replay.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from scan_fuzz import KINDS
 
 pytestmark = pytest.mark.caffe
 
-PER_KIND = 70
+PER_KIND = {"LMDB": 70, "LevelDB": 70, "HDF5": 70, "ImageData": 48}
+# What a line naming the record Caffe stopped on holds, by kind: a key's "record", a file, a list line.
+NAMED = {"LMDB": "record ", "LevelDB": "record ", "HDF5": ".h5", "ImageData": "list.txt:"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,14 @@ def fuzz_runs(caffe, tmp_path_factory):
     for kind in KINDS:
         workdir = tmp_path_factory.mktemp(f"fuzz-{kind}")
         drivers[kind] = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "scan_fuzz.py"), kind, "0", str(PER_KIND), str(workdir)],
+            [
+                sys.executable,
+                str(REPO / "tests" / "scan_fuzz.py"),
+                kind,
+                "0",
+                str(PER_KIND[kind]),
+                str(workdir),
+            ],
             cwd=workdir,
             env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"},
             stdout=subprocess.PIPE,
@@ -62,8 +72,7 @@ def problems_of(result: dict) -> list[str]:
             problems.append("an error that is not one line")
         if "source 'data'" not in err and "list.txt" not in err:
             problems.append("an error that does not name the dataset")
-        named = ".h5" if result["kind"] == "HDF5" else "record "
-        if "Caffe stopped" in err and named not in err:
+        if "Caffe stopped" in err and NAMED[result["kind"]] not in err:
             problems.append("Caffe stopped on a record that no reader named")
     elif code in (0, 1):
         report = json.loads(out)
@@ -85,7 +94,7 @@ def test_every_broken_dataset_is_a_clean_answer_or_one_line(fuzz_runs, kind):
     assert driver_code == 0, (
         f"the driver died ({driver_code}) scanning dataset {started[-1]}: {driver_err[-2000:]}"
     )
-    assert len(results) == PER_KIND
+    assert len(results) == PER_KIND[kind]
 
     failures = {
         r["index"]: (r["damage"], problems_of(r), r["stderr"][-300:]) for r in results if problems_of(r)
@@ -93,5 +102,6 @@ def test_every_broken_dataset_is_a_clean_answer_or_one_line(fuzz_runs, kind):
     assert not failures, failures
 
     # The fuzz reaches every outcome: refused before Caffe, and scanned through Caffe.
+    # (Most damage to a small image is a file OpenCV cannot read: fewer image lists are scanned whole.)
     codes = Counter(r["code"] for r in results)
-    assert codes[2] >= 10 and codes[0] + codes[1] >= 10, codes
+    assert codes[2] >= 10 and codes[0] + codes[1] >= (5 if kind == "ImageData" else 10), codes

@@ -47,6 +47,9 @@ LINE_LIMIT = 64 * 1024
 # Output names kept per phase: a net has a handful; a stream of new names is no net's
 # (output lines of many runs concatenated, garbage), and must not grow memory.
 MAX_OUTPUTS = 256
+# The first net printed at start-up (training's) is kept for lint-prototxt up to this size; the
+# deepest published nets print a few hundred KB.
+MAX_NET_TEXT = 4 * 1024 * 1024
 # Solver fields and layer names kept from the start-up dumps (the largest nets have about 1000 layers).
 MAX_BLOCK_ENTRIES = 8192
 
@@ -89,6 +92,13 @@ _NONFINITE_HINT = re.compile(r"nan|inf|#IND|#QNAN", re.IGNORECASE)
 _NONFINITE_TOKEN = re.compile(r"[-+]?(?:nan|inf|infinity|1\.#\w+|nan\(\w+\))", re.IGNORECASE)
 # "All net params" lines held until their iteration's loss line (one a display).
 _PENDING_NORMS = 64
+# Net::Init's set-up lines: which layers make a loss, and which have bottoms.
+_SETTING_UP = re.compile(r"^Setting up (\S+)$")
+_LOSS_WEIGHT = re.compile(r"^\s*with loss weight " + _NUM + "$")
+_BOTTOM = re.compile(r"^(\S+) <- (\S+)$")
+# A loss sends back a gradient about as large as the loss itself; one a million times larger
+# (mean |diff| against the loss) is a loss dividing by an input clamped near 0 (as locate judges).
+LOSS_GRADIENT_RATIO = 1e6
 _SOLVER_BLOCK = "Initializing solver from parameters:"
 _NET_BLOCK = "Initializing net from parameters:"
 _FIELD = re.compile(r'^\s*(\w+)\s*:\s*"?([^"\s]*)"?\s*$')
@@ -337,6 +347,14 @@ class TrainingLog:
     param_diff_norms: Series = dataclasses.field(default_factory=Series)  # L2 of all gradients
     solver: dict[str, str] = dataclasses.field(default_factory=dict)
     layer_types: dict[str, str] = dataclasses.field(default_factory=dict)
+    # From the set-up lines: the layers with a non-zero loss weight, and those fed by a bottom.
+    # The training net as Caffe printed it at start-up (after its phase filter): prototxt text.
+    net_text: str | None = None
+    loss_layers: set[str] = dataclasses.field(default_factory=set)
+    layers_with_bottoms: set[str] = dataclasses.field(default_factory=set)
+    # debug_info: a loss layer's [Forward] top and the [Backward] diff it sent back, a million
+    # times larger, before any non-finite debug line (a loss dividing by an input clamped near 0).
+    loss_spike: tuple[DebugReading, DebugReading] | None = None
     first_bad_debug: DebugReading | None = None  # of training (forward, backward, update)
     # A net with debug_info prints its test passes too: those lines are the test net's, never training's.
     first_bad_test_debug: DebugReading | None = None
@@ -370,11 +388,26 @@ class _BlockReader:
         self.kind: str | None = None
         self.depth = 0
         self.layer: dict[str, str] = {}
+        self.net_lines: list[str] | None = None
+        self.net_size = 0
 
-    def start(self, kind: str):
+    def start(self, kind: str, log: TrainingLog):
         self.kind, self.depth, self.layer = kind, 0, {}
+        self.net_lines: list[str] | None = [] if kind == "net" and log.net_text is None else None
+        self.net_size = 0
+
+    def keep_net(self, log: TrainingLog):
+        if self.net_lines is not None and self.net_size <= MAX_NET_TEXT:
+            log.net_text = "\n".join(self.net_lines) + "\n"
+
+    def end(self, log: TrainingLog):
+        self.keep_net(log)
+        self.kind, self.net_lines = None, None
 
     def feed(self, text: str, log: TrainingLog):
+        if self.net_lines is not None and self.net_size <= MAX_NET_TEXT:
+            self.net_lines.append(text)
+            self.net_size += len(text) + 1
         match = _FIELD.match(text)
         if self.kind == "solver":
             if match and self.depth == 0 and len(log.solver) < MAX_BLOCK_ENTRIES:
@@ -399,6 +432,9 @@ class LogReader:
         self._block = _BlockReader()
         self._pending_debug: list[DebugReading] = []  # this iteration's, until its loss line
         self._pending_bad_debug: DebugReading | None = None
+        self._pending_spike: tuple[DebugReading, DebugReading] | None = None
+        self._loss_forward: dict[str, DebugReading] = {}  # this iteration's [Forward] of each loss layer
+        self._setting_up: str | None = None
         self._iteration: int | None = None  # None until the first Iteration line
         self._testing = False
         self._test_net: int | None = None  # inside test net #k's forward passes
@@ -423,7 +459,8 @@ class LogReader:
 
     def finish(self) -> TrainingLog:
         """The log read so far, its pending debug lines settled."""
-        if self._pending_debug or self._pending_bad_debug is not None:
+        self._block.keep_net(self.log)  # a log that ends inside the dump (reading may go on)
+        if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
             # After a test pass at N, training's own step N follows; after a display of N, step N + 1.
             iteration = self._iteration
             if iteration is not None and not self._testing:
@@ -439,7 +476,7 @@ class LogReader:
         block = self._block
         if block.kind is not None:
             if prefixed or not line.strip():
-                block.kind = None
+                block.end(log)
             else:
                 block.feed(line, log)
                 return
@@ -447,11 +484,11 @@ class LogReader:
             log.caffe_lines += 1
         body = line[prefixed.end() :] if prefixed else line
         if _SOLVER_BLOCK in body:
-            block.start("solver")
+            block.start("solver", log)
             log.recognized += 1
             return
         if _NET_BLOCK in body:
-            block.start("net")
+            block.start("net", log)
             log.recognized += 1
             return
         if "Iteration" in body and self._iteration_line(body, number, prefixed):
@@ -468,8 +505,31 @@ class LogReader:
             if debug is not None:
                 self._debug(debug, prefixed)
                 return
+        if prefixed and self._net_setup(body):
+            return
         if prefixed and _NONFINITE_HINT.search(body):
             self._custom_print(prefixed.group(1), body, number)
+
+    def _net_setup(self, body: str) -> bool:
+        """Net::Init's lines that say which layers make a loss ("with loss weight") and have bottoms."""
+        log = self.log
+        if len(log.loss_layers) + len(log.layers_with_bottoms) >= 2 * MAX_BLOCK_ENTRIES:
+            return False
+        match = _SETTING_UP.match(body)
+        if match:
+            self._setting_up = match.group(1)
+            return True
+        match = _LOSS_WEIGHT.match(body)
+        if match:
+            weight = parse_number(match.group(1))
+            if self._setting_up is not None and weight:
+                log.loss_layers.add(self._setting_up)
+            return True
+        match = _BOTTOM.match(body)
+        if match:
+            log.layers_with_bottoms.add(match.group(1))
+            return True
+        return False
 
     def _count(self, prefixed) -> None:
         self.log.recognized += 1
@@ -495,7 +555,7 @@ class LogReader:
                 self._check(
                     item, "loss", self.log.losses, saturable=True, weights=self.log.loss_weights.values()
                 )
-            if self._pending_debug or self._pending_bad_debug is not None:
+            if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
                 self._settle_debug(iteration)
             return True
         match = _LR.search(body) if "lr = " in body else None
@@ -598,6 +658,27 @@ class LogReader:
             log.largest_forward = debug
         if not debug.finite and debug.blob != "all params" and self._pending_bad_debug is None:
             self._pending_bad_debug = debug
+        self._watch_loss_gradient(debug)
+
+    def _watch_loss_gradient(self, debug: DebugReading) -> None:
+        """Keep the first loss layer that sent back a gradient far beyond its loss, before any bad line."""
+        log = self.log
+        if (
+            debug.layer not in log.loss_layers
+            or log.loss_spike is not None
+            or self._pending_spike is not None
+        ):
+            return
+        if log.first_bad_debug is not None or self._pending_bad_debug is not None or not debug.finite:
+            return
+        if debug.direction == "forward" and debug.blob.startswith("top"):
+            self._loss_forward[debug.layer] = debug
+            return
+        forward = self._loss_forward.get(debug.layer)
+        if forward is None or debug.direction != "backward" or not debug.blob.startswith("bottom"):
+            return
+        if debug.value > LOSS_GRADIENT_RATIO * max(1.0, abs(forward.value)):
+            self._pending_spike = (forward, debug)
 
     def _sign_debug(self, debug: DebugReading) -> None:
         reading = Reading(debug.iteration, debug.value, debug.text, debug.line)
@@ -617,8 +698,17 @@ class LogReader:
             pending = sorted([*pending, self._pending_bad_debug], key=lambda d: d.line)
         for debug in pending:
             self._record_debug(dataclasses.replace(debug, iteration=iteration))
+        big = self.log.largest_forward
+        if big is not None and big.iteration is None:
+            self.log.largest_forward = dataclasses.replace(big, iteration=iteration)
+        if self._pending_spike is not None:
+            self.log.loss_spike = tuple(
+                dataclasses.replace(d, iteration=iteration) for d in self._pending_spike
+            )
         self._pending_debug.clear()
         self._pending_bad_debug = None
+        self._pending_spike = None
+        self._loss_forward.clear()
         if iteration is None:
             return
         for field in ("first_sign", "first_train_sign"):
@@ -703,10 +793,15 @@ def _read(series: Series, iteration: int | None, token: str, line: int) -> tuple
 def _debug_reading(body: str, line: int) -> DebugReading | None:
     match = _ALL_PARAMS.search(body)
     if match:
-        value = parse_number(match.group(4))
+        value, text = parse_number(match.group(4)), match.group(4)
+        l1 = parse_number(match.group(2))
+        if value is not None and not math.isfinite(value) and l1 is not None and math.isfinite(l1):
+            # Caffe sums the squares in float: gradients near 1e19 overflow the L2 norm, not
+            # themselves. The finite L1 norm says every gradient is finite, and bounds the L2 norm.
+            value, text = l1, f"{match.group(2)} (L1; the L2 sum of squares overflowed)"
         if value is None:
             return None
-        return DebugReading(None, "backward", "", "all params", value, match.group(4), line)
+        return DebugReading(None, "backward", "", "all params", value, text, line)
     for pattern, direction in ((_FORWARD, "forward"), (_BACKWARD, "backward")):
         match = pattern.search(body)
         if match:

@@ -18,6 +18,8 @@ way an experienced Caffe user does, in three steps kept apart:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 from caffe_nanlayers.diagnose import trend
@@ -25,12 +27,16 @@ from caffe_nanlayers.diagnose.caffe_log import DebugReading, Reading, Series, Si
 from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.evidence import HIGH, LOW, MEDIUM, Candidate, Fact, rank, render
+from caffe_nanlayers.diagnose.net_settings import nan_settings
 from caffe_nanlayers.lr_schedule import REQUIRED
 
 # A first loss above this is no ordinary start (ln(1000 classes) is 6.9; detectors start in the hundreds).
 HUGE_START = 1000.0
 # Mean |activation| of a top blob that says the weights have already diverged.
 HUGE_ACTIVATION = 1e10
+# Layers whose output is their weights times their input: the first to overflow in a forward pass,
+# they were given too-wide weights (iteration 0: the fillers) or the updates grew them (later).
+WEIGHTED_LAYER_TYPES = frozenset({"InnerProduct", "Convolution", "Deconvolution", "Embed"})
 # Readings, displayed one iteration apart, that make a loss "steady" before a sudden NaN.
 STEADY_READINGS = 5
 
@@ -55,6 +61,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
     facts = _facts(log, sign)
     candidates = rank(_weigh(facts, log))
     top = candidates[0]
+    lacks = _lacks(log, top)
     details["first"] = {"what": sign.what, "kind": sign.kind, **sign.reading.as_dict()}
     layer = _fact(facts, "first_layer")
     if layer is not None:
@@ -68,6 +75,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
         {"id": c.cause_id, "confidence": c.confidence, "facts": list(c.facts)} for c in candidates
     ]
     details["separable"] = top.confidence != LOW
+    details["log_lacks"] = [f.as_dict() for f in lacks]
     diagnosis = Diagnosis(
         "doctor",
         source,
@@ -76,7 +84,7 @@ def diagnose(log: TrainingLog, source: str) -> Diagnosis:
         iteration=sign.reading.iteration,
         cause=cause(top.cause_id),
         also_possible=[cause(c.cause_id) for c in candidates[1:]],
-        evidence=[render(f) for f in facts],
+        evidence=[render(f) for f in facts + lacks],
         details=details,
         confidence=top.confidence,
         next_steps=_next_steps(log, sign, facts, candidates),
@@ -116,6 +124,13 @@ def _summary(sign: Sign) -> str:
     return f"first NaN/Inf at {at}: {subject} = {r.text} (line {r.line})"
 
 
+def _lacks(log: TrainingLog, top: Candidate) -> list[Fact]:
+    """What the log would need to show for a cause it leaves unsure: the lines that name a layer."""
+    if top.confidence == HIGH or log.debug_lines:
+        return []
+    return [Fact("no_layer_lines")]
+
+
 def _fact(facts: list[Fact], fact_id: str) -> Fact | None:
     return next((f for f in facts if f.id == fact_id), None)
 
@@ -138,18 +153,32 @@ def _facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         if later is not None and later[1].line > saturated.readings[0].line:
             what, reading = later
             facts.append(Fact("nonfinite_after_saturation", (reading,), {"what": what}))
+    python_losses = sorted(n for n in log.loss_layers if log.layer_types.get(n) == "Python")
+    if sign.what == "loss" and sign.reading.value == math.inf and python_losses and sign.debug is None:
+        # +inf, not NaN: a log of 0 (or x/0) in a loss; the net's own loss code is the usual place
+        facts.append(Fact("python_loss_inf", (sign.reading,), {"layers": python_losses}))
+    for setting in nan_settings(log.net_text):
+        facts.append(Fact("net_setting", (), dataclasses.asdict(setting)))
+    if log.loss_spike is not None and log.loss_spike[1].line < line:
+        forward, backward = log.loss_spike
+        layer_type = log.layer_types.get(forward.layer)
+        facts.append(Fact("loss_spike", (forward, backward), {"layer": forward.layer, "type": layer_type}))
     layer = _first_layer(log, sign)
     if layer is not None:
         facts.append(_layer_fact(log, layer))
-        if layer.direction == "backward" and layer.test_net is None:
-            facts.append(Fact("backward_first", (), {"forward_lines": log.finite_forward_lines}))
         big = log.largest_forward
-        if (
+        huge = (
             big is not None
             and big.value >= HUGE_ACTIVATION
             and big.line < layer.line
             and layer.test_net is None
-        ):
+        )
+        if layer.direction == "backward" and layer.test_net is None:
+            # after huge values or a loss's huge gradient, the layer only carried them on
+            upstream = huge or any(f.id == "loss_spike" for f in facts)
+            values = {"forward_lines": log.finite_forward_lines, "upstream": upstream}
+            facts.append(Fact("backward_first", (), values))
+        if huge:
             facts.append(Fact("huge_activations", (big,), {"value": big.value}))
     if sign.custom is not None:
         facts.append(
@@ -231,7 +260,34 @@ def _layer_fact(log: TrainingLog, layer: DebugReading) -> Fact:
     if layer_type is None:
         layer_type = guess_layer_type(layer.layer)
         source = "name" if layer_type else None
-    return Fact("first_layer", (layer,), {"layer": layer.layer, "type": layer_type, "type_source": source})
+    values = {
+        "layer": layer.layer,
+        "type": layer_type,
+        "type_source": source,
+        "loss": layer.layer in log.loss_layers,
+        "has_bottoms": layer.layer in log.layers_with_bottoms or not log.layers_with_bottoms,
+    }
+    return Fact("first_layer", (layer,), values)
+
+
+def _layer_cause(layer: Fact, before_update: bool) -> str | None:
+    """The cause the first bad layer's type points at, as locate decides it for the layer it names."""
+    layer_type, reading = layer.values.get("type"), layer.readings[0]
+    if not layer_type:
+        return None
+    infinite = math.isinf(reading.value)
+    if layer_type == "Python" and layer.values["loss"] and infinite and reading.direction == "forward":
+        return "log0"  # a hand-written loss whose forward made an infinity: -log(0), unclamped
+    by_type = cause_for_layer_type(layer_type, layer.values["has_bottoms"])
+    if by_type is not None:
+        return by_type
+    if (
+        layer_type in WEIGHTED_LAYER_TYPES
+        and reading.direction == "forward"
+        and not reading.blob.startswith("param")
+    ):
+        return "fillers" if before_update else "gradient_explosion"
+    return None
 
 
 # Layer-name words and the type they usually mean (in Caffe's model zoo and forks' nets).
@@ -366,7 +422,10 @@ def _history_facts(log: TrainingLog, sign: Sign) -> list[Fact]:
         # displayed every iteration, an explosion would have shown; every N, it may hide in between
         return [Fact("steady" if gap == 1 else "coarse_display", (sign.reading,), values)]
     if before or sign.what == "loss" or sign.what.startswith("train output"):
-        return [Fact("sparse_readings", tuple(before[-1:]), {"count": len(before), "gap": gap})]
+        facts = [Fact("sparse_readings", tuple(before[-1:]), {"count": len(before), "gap": gap})]
+        if [r.iteration for r in before] == [0] and sign.reading.iteration == 1 and sign.debug is None:
+            facts.append(Fact("after_first_update", (before[0],)))
+        return facts
     return []
 
 
@@ -398,14 +457,47 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
     if "lr_nonfinite" in ids:
         point("lr_policy", HIGH, "lr_nonfinite")
         return out
+    if "loss_spike" in ids:
+        # as locate: a loss that sends back a gradient a million times its value divides by ~0
+        point("loss_layer", HIGH, "loss_spike")
     layer = _fact(facts, "first_layer")
     layer_cause = None
-    if layer is not None and layer.values.get("type"):
-        layer_cause = cause_for_layer_type(layer.values["type"])
+    if layer is not None:
+        layer_cause = _layer_cause(layer, "before_any_update" in ids)
         if layer_cause is not None:
-            point(layer_cause, HIGH if layer.values["type_source"] == "net" else MEDIUM, "first_layer")
+            from_net = layer.values["type_source"] == "net"
+            # the type only suggests these: a weighted layer's overflow is its weights' (the fillers or
+            # the updates); a Python loss's +inf is log(0) or a division by 0
+            suggested = layer_cause in ("fillers", "gradient_explosion", "log0")
+            sure = HIGH if from_net and not suggested else MEDIUM
+            upstream = ("loss_spike" in ids and layer_cause != "loss_layer") or (
+                "huge_activations" in ids and layer_cause not in ("fillers", "gradient_explosion")
+            )
+            if upstream:
+                sure = LOW  # its input was already huge, or a loss's gradient blew the weights up
+            point(layer_cause, sure, "first_layer")
+            if layer_cause == "log0":
+                point("layer_arithmetic", LOW, "first_layer")
+    # settings of the printed net that make NaN: at iteration 0 they are the net's own; later, only
+    # those that need a particular batch (a constant channel, raw scores <= 0) still explain a NaN
+    settings = [f for f in facts if f.id == "net_setting"]
+    for setting in settings:
+        setting_cause = setting.values["cause_id"]
+        later = setting_cause in ("loss_layer", "batchnorm", "float16")
+        sure = MEDIUM if "before_any_update" in ids or later else LOW
+        if layer_cause is not None and setting_cause != layer_cause:
+            sure = LOW  # the log names the layer, and it is another
+        point(setting_cause, sure, "net_setting")
+    if "python_loss_inf" in ids:
+        point("log0", MEDIUM if "before_any_update" in ids else LOW, "python_loss_inf")
+        point("layer_arithmetic", LOW, "python_loss_inf")
     backward = _fact(facts, "backward_first")
-    if backward is not None and layer_cause is None and not ids & {"loss_grew", "norms_grew"}:
+    if (
+        backward is not None
+        and layer_cause is None
+        and not backward.values["upstream"]
+        and not ids & {"loss_grew", "norms_grew"}
+    ):
         # finite forward, then a gradient made NaN inside one layer: its own backward arithmetic
         sure = HIGH if backward.values["forward_lines"] else MEDIUM
         point("layer_arithmetic", sure, "first_layer", "backward_first")
@@ -445,7 +537,8 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("layer_arithmetic", LOW, "custom_print")
     if "before_any_update" in ids and not backward_made_it:  # a finite forward: not the net, nor its data
         # with a layer named, "before any update" only rules the updates out
-        point("initialization", LOW if layer_cause else MEDIUM, "before_any_update")
+        explained = layer_cause or settings or "python_loss_inf" in ids
+        point("initialization", LOW if explained else MEDIUM, "before_any_update")
         point("fillers", LOW, "before_any_update")
         point("bad_input", LOW, "before_any_update")
     if "test_only" in ids:
@@ -455,6 +548,10 @@ def _weigh(facts: list[Fact], log: TrainingLog) -> list[Candidate]:
         point("bad_input", MEDIUM, "steady")
         point("loss_layer", LOW, "steady")
         point("gradient_explosion", LOW, "steady")
+    if "after_first_update" in ids:
+        # the one update between a finite loss and the NaN carried the first backward's gradient
+        for cause_id in ("loss_layer", "sparsity", "layer_arithmetic"):
+            point(cause_id, LOW, "after_first_update")
     thin = ids & {"sparse_readings", "coarse_display"}
     if thin or not out:
         because = tuple(sorted(thin))
@@ -484,7 +581,8 @@ def _next_steps(log: TrainingLog, sign: Sign, facts: list[Fact], candidates: lis
         )
     gap = next((f.values.get("gap") for f in facts if f.id in ("sparse_readings", "coarse_display")), None)
     display = log.solver.get("display")
-    if ("sparse_readings" in ids or (gap or 0) > 1) and not sure:
+    every_iteration = display == "1" or (display is None and gap == 1)
+    if ("sparse_readings" in ids or (gap or 0) > 1) and not sure and not every_iteration:
         shown = (
             f" (now {display})"
             if display

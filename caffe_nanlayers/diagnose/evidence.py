@@ -154,6 +154,11 @@ def render(fact: Fact) -> str:
             f"{d.blob} = {d.text} ({where}{_at(d)})"
         )
     if fact.id == "backward_first":
+        if v.get("upstream"):
+            return (
+                f"it is a gradient, after {v['forward_lines']} finite [Forward] line(s), with values "
+                "already huge before it: the layer carried them on"
+            )
         if v["forward_lines"]:
             return (
                 f"it is a gradient, after {v['forward_lines']} finite [Forward] line(s): the forward pass "
@@ -192,6 +197,12 @@ def render(fact: Fact) -> str:
         if v.get("gap"):
             text += f", the last {v['gap']} iterations earlier"
         return text + ": an explosion inside the display interval would look the same as a bad batch"
+    if fact.id == "after_first_update":
+        return (
+            f"the loss was finite at iteration 0 ({_g(r[0].value)}) and non-finite right after the first "
+            "update: the first backward pass may have made a gradient non-finite or enormous (a layer's "
+            "0/0, a loss dividing by 0), or the second batch is bad"
+        )
     if fact.id == "test_only":
         return "training stayed finite: only the test net went bad (TEST data or TEST-only layers)"
     if fact.id == "custom_print":
@@ -200,6 +211,27 @@ def render(fact: Fact) -> str:
         return (
             f"{v['what']} = {r[0].text} ({_at(r[0])}) is a metric, not a loss (no loss_weight): "
             "0/0 when a batch has no example of a class; training itself stayed finite"
+        )
+    if fact.id == "loss_spike":
+        forward, backward = r
+        kind = f" ({v['type']})" if v.get("type") else ""
+        return (
+            f"debug_info: loss layer {v['layer']}{kind} sent back {backward.blob} diff = "
+            f"{_g(backward.value)} while its loss was {_g(forward.value)} ({_at(backward)}): "
+            "it divides by an input clamped near 0"
+        )
+    if fact.id == "python_loss_inf":
+        return (
+            f"loss = {r[0].text} ({_at(r[0])}), +Inf rather than NaN, and the net's loss comes from Python "
+            f"layer(s) {', '.join(v['layers'])}: a hand-written loss takes log(0) or divides by 0"
+        )
+    if fact.id == "net_setting":
+        more = f" (and {v['count'] - 1} more)" if v["count"] > 1 else ""
+        return f"the net printed at start-up, line {v['line']}: {v['code']} {v['message']}{more}"
+    if fact.id == "no_layer_lines":
+        return (
+            "the log has no debug_info lines ([Forward]/[Backward]): nothing in it says which layer "
+            "made the first NaN/Inf, so a cause that lives in one layer cannot be told from the others"
         )
     if fact.id == "excerpt":
         return "the paste shows no Iteration line before this point: the iteration is unknown"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-LOCATION_FIELDS = ("key", "file", "row", "line", "image", "batch", "item")
+LOCATION_FIELDS = ("key", "file", "row", "line", "image", "resolved", "batch", "item")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +21,8 @@ class BadRecord:
     layer: str
     top: str
     record: int  # position in the scan's single pass of the source
-    location: dict  # key | file+row | file+line+image | batch+item
-    problem: str  # "nonfinite" | "label"
+    location: dict  # key | file+row | file+line+image+resolved | batch+item
+    problem: str  # "nonfinite" | "label" | "image" (an image Caffe reads although it is damaged)
     nan: int
     posinf: int
     neginf: int
@@ -31,6 +31,7 @@ class BadRecord:
     max: float | None
     label: float | None = None  # the first bad label value, for problem "label"
     num_classes: int | None = None
+    detail: str | None = None  # what is wrong with the image, for problem "image"
 
     def where(self) -> str:
         loc = self.location
@@ -39,10 +40,13 @@ class BadRecord:
         if "row" in loc:
             return f"{loc['file']}: row {loc['row']}"
         if "line" in loc:
-            return f"{loc['file']}:{loc['line']}: {loc['image']}"
+            resolved = f" ({loc['resolved']})" if loc.get("resolved", loc["image"]) != loc["image"] else ""
+            return f"{loc['file']}:{loc['line']}: {loc['image']}{resolved}"
         return f"layer {self.layer!r}: batch {loc['batch']} item {loc['item']}"
 
     def describe(self) -> str:
+        if self.problem == "image":
+            return f"the image {self.detail}"
         if self.problem == "label":
             if self.num_classes is not None and self.label >= self.num_classes:
                 why = f"is >= num_output {self.num_classes} of the classifier"

@@ -142,7 +142,7 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
         findings, scanned = parallel or _run(
             worker, scan_net, phase_name, forwards, sources, planned, path, on_progress
         )
-        bad = _bad_records(findings, sources)
+        bad = _bad_records(findings + _damaged_images(sources, planned), sources)
     summaries = [
         SourceSummary(layer.name, s.kind, s.source, count, s.records)
         for layer, s, count in zip(choice.scanned, sources, scanned)
@@ -197,6 +197,25 @@ def _explain_abort(sources: list[Source], forwards_done: int) -> str | None:
     return None
 
 
+def _damaged_images(sources: list[Source], planned: list[int | None]) -> list[dict]:
+    """Findings for the images Caffe reads without a word although they are damaged (a JPEG cut short)."""
+    return [
+        {
+            "source": index,
+            "record": problem.entry.line - 1,
+            "top": source.tops[0],
+            "kind": "image",
+            "detail": problem.what,
+            **dict.fromkeys(("nan", "posinf", "neginf", "size"), 0),
+            "min": None,
+            "max": None,
+        }
+        for index, (source, count) in enumerate(zip(sources, planned))
+        for problem in source.damaged
+        if count is None or problem.entry.line <= count
+    ]
+
+
 def _bad_records(findings: list[dict], sources: list[Source]) -> list[BadRecord]:
     bad = []
     for index, source in enumerate(sources):
@@ -221,6 +240,7 @@ def _bad_records(findings: list[dict], sources: list[Source]) -> list[BadRecord]
                     max=finding["max"],
                     label=finding.get("label"),
                     num_classes=finding.get("num_classes"),
+                    detail=finding.get("detail"),
                 )
             )
     return bad

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.scan import databases, guarded_reads, hdf5_lists
+from caffe_nanlayers.scan import databases, guarded_reads, hdf5_lists, image_lists, image_probe
 from caffe_nanlayers.scan.scan_net import is_python_data_layer
 
 BACKENDS = {0: "LEVELDB", 1: "LMDB"}  # DataParameter.DB
@@ -28,9 +28,11 @@ class Source:
     source: str  # as written in the prototxt ("" for Python layers)
     records: int | None  # one pass; None when unknown (Python layers)
     batch_size: int | None  # None when the layer decides at run time (Python layers)
-    view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB)
+    view: Path | None = None  # what Caffe opens instead of the database (LMDB, LevelDB) or the image list
     hdf5_files: list = dataclasses.field(default_factory=list)
-    image_lines: list = dataclasses.field(default_factory=list)
+    images: list = dataclasses.field(default_factory=list)  # image_lists.ImageEntry, in list order
+    image_param: object = None  # the layer's image_data_param, for the probe after an abort
+    damaged: list = dataclasses.field(default_factory=list)  # image_lists.ImageProblem Caffe trains on
     tops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)  # what the user should know about this source
 
@@ -40,8 +42,12 @@ class Source:
         return f"{what} (layer {self.layer!r})"
 
     def point_caffe_at_view(self, layer) -> None:
-        """Make the scan net's copy of the layer read the private view of the database."""
-        if self.view is not None:
+        """Make the scan net's copy of the layer read the private view of the database or image list."""
+        if self.view is None:
+            return
+        if self.kind == "ImageData":
+            layer.image_data_param.source = str(self.view)
+        else:
             layer.data_param.source = str(self.view)
 
     def locate(self, findings: list[dict]) -> list[dict]:
@@ -57,10 +63,7 @@ class Source:
                 for f in findings
             ]
         if self.kind == "ImageData":
-            return [
-                {"file": self.source, "line": f["record"] + 1, "image": self.image_lines[f["record"]]}
-                for f in findings
-            ]
+            return [image_location(self.source, self.images[f["record"]]) for f in findings]
         return [{"batch": f["batch"], "item": f["position"]} for f in findings]
 
     def explain_abort(self, start: int) -> str | None:
@@ -70,6 +73,14 @@ class Source:
         elif self.kind in ("LMDB", "LevelDB"):
             found = guarded_reads.first_broken_record(
                 self.view, self._backend, self.label, start, self.batch_size
+            )
+        elif self.kind == "ImageData":
+            entry = image_probe.first_unreadable_image(
+                self.images, start, self.batch_size, self.image_param.root_folder, self.image_param
+            )
+            found = entry and (
+                f"{self.source}:{entry.line}: image {entry.path!r} ({entry.resolved}): "
+                "OpenCV cannot decode it (Caffe's own reader, run on the list, skips it)"
             )
         else:
             return None
@@ -101,7 +112,7 @@ def open_source(layer, workdir: Path, limit: int | None = None) -> Source:
             tops=list(layer.top),
         )
     if layer.type == "ImageData":
-        return _image_list(layer)
+        return _image_list(layer, limit, workdir)
     if is_python_data_layer(layer):
         return Source(layer.name, "Python", "", None, None)
     raise UserError(f"layer {layer.name!r}: {layer.type} layers cannot be scanned")
@@ -131,8 +142,10 @@ def check_for_training(layers, workdir: Path) -> None:
                 raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
             label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
             guarded_reads.check_hdf5(param.source, list(layer.top), label)
-        elif layer.type == "ImageData":
-            _image_list(layer)
+        elif layer.type == "ImageData":  # its lines only: reading every image is the scan's work
+            param = layer.image_data_param
+            label = f"ImageData source {param.source!r} (layer {layer.name!r})"
+            image_lists.parse_list(param.source, param.root_folder, label)
 
 
 def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
@@ -178,12 +191,34 @@ def _empty(label: str) -> str:
     return f"{label}: the database is empty; Caffe cannot fill a batch from it"
 
 
-def _image_list(layer) -> Source:
+def image_location(source: str, entry) -> dict:
+    """Where an image record is: the list's line, the image as written and as Caffe opens it."""
+    return {"file": source, "line": entry.line, "image": entry.path, "resolved": entry.resolved}
+
+
+def _image_list(layer, limit: int | None, workdir: Path) -> Source:
+    """The parsed list and the damage of the images Caffe will read; in ``workdir``, the list Caffe reads.
+
+    Caffe reads whole batches, and reads a few ahead of the net: with a ``--limit`` it is given a
+    private copy of the list holding only the lines of the checked batches, so that it never opens
+    an image past them. (Images are opened as ``root_folder`` + path, whatever list names them.)
+    """
     param = layer.image_data_param
     label = f"ImageData source {param.source!r} (layer {layer.name!r})"
-    lines = hdf5_lists.read_text_list(param.source, label, "an image list").splitlines()
-    if not lines:
-        raise UserError(f"{label}: the image list is empty")
-    # Caffe splits each line at its last space: the image path, then the label.
-    images = [param.root_folder + line.rsplit(" ", 1)[0] for line in lines]
-    return Source(layer.name, "ImageData", param.source, len(lines), param.batch_size, image_lines=images)
+    entries = image_lists.parse_list(param.source, param.root_folder, label)
+    checked = entries if limit is None else entries[: math.ceil(limit / param.batch_size) * param.batch_size]
+    damaged = image_lists.check_images(checked, label, param.source)
+    view = workdir / f"{len(list(workdir.iterdir()))}-{layer.name}.txt"
+    view.write_text("".join(f"{entry.path} {entry.label}\n" for entry in checked), encoding="utf-8")
+    return Source(
+        layer.name,
+        "ImageData",
+        param.source,
+        len(entries),
+        param.batch_size,
+        view=view,
+        images=entries,
+        image_param=param,
+        damaged=damaged,
+        tops=list(layer.top),
+    )
