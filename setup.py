@@ -39,7 +39,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
-            "lint-prototxt=caffe_nanlayers.lint.cli:main",
+            "lint-prototxt=caffe_nanlayers.commands.lint:main",
             "caffe-nan=caffe_nanlayers.cli:main",
         ]
     },

@@ -69,7 +69,7 @@ print(json.dumps({"cpu": time.process_time() - cpu, "wall": time.perf_counter() 
 
 def _command() -> list[str]:
     script = Path(sys.executable).parent / "lint-prototxt"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "caffe_nanlayers.lint.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "caffe_nanlayers.commands.lint"]
 
 
 def _files() -> tuple[str, str, list[str], str]:

@@ -1,8 +1,8 @@
 """``caffe-nan``: one entry point for every tool, one subcommand each.
 
-Each subcommand lives in its own module with a ``main(argv) -> int``; this
-dispatcher imports only the one asked for, so ``caffe-nan lint`` starts
-without numpy-heavy or Caffe imports.
+The subcommands are listed in ``caffe_nanlayers.commands``; this dispatcher
+imports only the one asked for, so ``caffe-nan lint`` starts without
+numpy-heavy or Caffe imports.
 """
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ import difflib
 import importlib
 import sys
 
-SUBCOMMANDS = {
-    "lint": ("caffe_nanlayers.lint.cli", "lint prototxt files for NaN-prone configurations"),
-    "scan": ("caffe_nanlayers.scan.cli", "run every record of a dataset through the data layers"),
-    "instrument": ("caffe_nanlayers.diagnose.instrument_cli", "add a finite check after every layer"),
-    "locate": ("caffe_nanlayers.diagnose.locate_cli", "train until the first NaN and name its cause"),
-    "doctor": ("caffe_nanlayers.diagnose.doctor_cli", "read a Caffe training log and diagnose the NaN"),
-    "watch": ("caffe_nanlayers.diagnose.watch_cli", "run caffe train, stop at the first NaN, name the layer"),
-}
+from caffe_nanlayers import __version__
+from caffe_nanlayers.commands import SUBCOMMANDS
 
 USAGE = (
     "usage: caffe-nan {"
@@ -34,20 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
+    if argv and argv[0] == "--version":
+        print(f"caffe-nan {__version__}")
+        return 0
     if not argv or argv[0] not in SUBCOMMANDS:
         # A usage error is one line, as for every subcommand; --help has the whole usage.
         print(f"caffe-nan: {_usage_error(argv[0] if argv else None)}", file=sys.stderr)
         return 2
     name, rest = argv[0], argv[1:]
     module_name, _ = SUBCOMMANDS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("caffe_nanlayers"):
-            print(f"caffe-nan {name}: not implemented yet", file=sys.stderr)
-            return 2
-        raise
-    return module.main(rest, prog=f"caffe-nan {name}")
+    return importlib.import_module(module_name).main(rest, prog=f"caffe-nan {name}")
 
 
 def _usage_error(given: str | None) -> str:

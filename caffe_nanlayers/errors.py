@@ -21,6 +21,7 @@ from typing import Callable
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for a C program whose reader went away
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class NonFiniteError(FloatingPointError):
@@ -99,6 +100,28 @@ def run_command(prog: str, body: Callable[[], int], error_prefix: str = "", on_e
     return code
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (``\\n``, ``\\x1b``).
+
+    A layer or file name is the user's data: a newline in it must not print what looks like another
+    finding, nor an ESC sequence clear the terminal, nor a carriage return overwrite the path.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:
+            code = ord(ch)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+    return "".join(out)
+
+
 def os_error_text(exc: OSError) -> str:
     """'PATH: Permission denied' rather than '[Errno 13] Permission denied: 'PATH''."""
     why = exc.strerror or str(exc)
@@ -134,6 +157,15 @@ def _whole_writes_to_stdout():
         sys.stdout = stream
         with contextlib.suppress(OSError, ValueError):
             buffered.flush()
+
+
+def missing_extra(what: str, package: str, extra: str) -> UserError:
+    """The error for an optional dependency that is not installed, naming the extra that brings it.
+
+    The extra (``scan``, ``plot``) installs every package that tool may need, so the user
+    installs once, not once per missing module.
+    """
+    return UserError(f"{what} needs the Python package '{package}': pip install 'caffe-nanlayers[{extra}]'")
 
 
 def refuse_to_overwrite(output, inputs, option: str) -> None:

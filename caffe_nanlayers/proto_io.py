@@ -17,13 +17,11 @@ from pathlib import Path
 
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError, reading
+from caffe_nanlayers.net_state import StateRule, meets_rule
+from caffe_nanlayers.solver_files import SOLVER, SOLVER_DIRECTORY, WORKING_DIRECTORY, kind_of, net_file_bases
 
-_SOLVER_ONLY_FIELDS = re.compile(
-    r"^\s*(base_lr|lr_policy|max_iter|train_net|test_net|net_param|train_net_param|solver_mode|"
-    r"snapshot_prefix|test_iter|test_interval|iter_size|solver_type|type|momentum|weight_decay|net)\s*[:{]",
-    re.MULTILINE,
-)
-_NET_FIELDS = re.compile(r"^\s*(layer|layers|input|input_shape|input_dim)\s*[:{]", re.MULTILINE)
+# A quoted string, a comment, a brace, or a field name followed by ':' or '{'.
+_TOKEN = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[{}<>]|\b([A-Za-z_]\w*)\s*[:{<]""")
 
 
 def caffe_pb2():
@@ -56,8 +54,29 @@ def parse_text(text: str, message, path: str | os.PathLike):
 
 
 def looks_like_solver(text: str) -> bool:
-    """Tell a solver from a net by content, as Caffe users name files anyhow."""
-    return bool(_SOLVER_ONLY_FIELDS.search(text)) and not _NET_FIELDS.search(text)
+    """Tell a solver from a net by content, as Caffe users name files anyhow.
+
+    Only the top-level fields count: the layers of a solver's inline ``net_param { ... }``
+    are the net's, not the file's.
+    """
+    return kind_of(top_level_fields(text)) == SOLVER
+
+
+def top_level_fields(text: str) -> set[str]:
+    """The names of the fields a prototxt sets outside every ``{ }`` (strings and comments skipped)."""
+    fields, depth = set(), 0
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        if match.group(1):
+            if depth == 0:
+                fields.add(match.group(1))
+            if token[-1] in "{<":
+                depth += 1
+        elif token in ("{", "<"):
+            depth += 1
+        elif token in ("}", ">"):
+            depth = max(depth - 1, 0)
+    return fields
 
 
 _COMMENT_OR_BLANK = re.compile(r"^\s*(#.*)?$")
@@ -100,11 +119,8 @@ class ResolvedNet:
 
 
 def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
-    """Find a solver's net file: Caffe resolves it against the working directory; we also try the solver's."""
-    as_given = Path(name)
-    candidates = [(as_given, "relative to the working directory, as Caffe resolves it")]
-    if not as_given.is_absolute():
-        candidates.append((solver_path.parent / as_given, "relative to the solver's directory"))
+    """Find a solver's net file where the linter finds it (``solver_files.net_file_bases``)."""
+    candidates = [(Path(name), "")] if Path(name).is_absolute() else _candidates(name, solver_path)
     for candidate, how in candidates:
         if candidate.is_file():
             return candidate, f"net file {candidate} found {how}" if len(candidates) > 1 else ""
@@ -116,8 +132,29 @@ def resolve_net_file(name: str, solver_path: Path) -> tuple[Path, str]:
             )
     tried = "the working directory"
     if len(candidates) > 1 and solver_path.parent.resolve() != Path.cwd().resolve():
-        tried += f" and the solver's directory {solver_path.parent}"
+        tried += f", the solver's directory {solver_path.parent} and its parents"
     raise UserError(f"{solver_path}: net file {name!r} not found (tried {tried})")
+
+
+def _candidates(name: str, solver_path: Path) -> list[tuple[Path, str]]:
+    """(path as the user would write it, how it was found) for each of ``net_file_bases``."""
+    out = []
+    for base, where in net_file_bases(solver_path, Path.cwd()):
+        if where == WORKING_DIRECTORY:
+            out.append((Path(name), "relative to the working directory, as Caffe resolves it"))
+        elif where == SOLVER_DIRECTORY:
+            out.append((solver_path.parent / name, "relative to the solver's directory"))
+        else:
+            out.append((_shown(Path(base) / name), f"relative to {_shown(Path(base))}"))
+    return out
+
+
+def _shown(path: Path) -> Path:
+    """A path under the working directory relative to it, as the user would write it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def read_net_or_solver(path: str | os.PathLike, which: str = "train") -> ResolvedNet:
@@ -158,17 +195,26 @@ def net_to_text(net) -> str:
     return text_format.MessageToString(net)
 
 
-def rule_met(rule, phase: int, level: int, stages: set[str]) -> bool:
-    """Caffe's Net::StateMeetsRule."""
-    if rule.HasField("phase") and rule.phase != phase:
-        return False
-    if rule.HasField("min_level") and level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and level > rule.max_level:
-        return False
-    if any(stage not in stages for stage in rule.stage):
-        return False
-    return not any(stage in stages for stage in rule.not_stage)
+def rule_met(rule, phase: int, level: int | None, stages: set[str] | None, unknown: bool = False) -> bool:
+    """Caffe's Net::StateMeetsRule for a caffe_pb2 NetStateRule (``net_state.meets_rule``)."""
+    fields = StateRule(
+        phase=rule.phase if rule.HasField("phase") else None,
+        min_level=rule.min_level if rule.HasField("min_level") else None,
+        max_level=rule.max_level if rule.HasField("max_level") else None,
+        stage=tuple(rule.stage),
+        not_stage=tuple(rule.not_stage),
+    )
+    return meets_rule(fields, phase, level, stages, unknown)
+
+
+def layer_may_be_in_phase(layer, phase: int) -> bool:
+    """Whether some level and stages put ``layer`` in a net of ``phase`` (neither is known).
+
+    In if an include rule may be met; out only if an exclude rule is met whatever they are.
+    """
+    if layer.include:
+        return any(rule_met(rule, phase, None, None, unknown=True) for rule in layer.include)
+    return not any(rule_met(rule, phase, None, None, unknown=False) for rule in layer.exclude)
 
 
 def layer_in_state(layer, phase: int, level: int = 0, stages: set[str] | frozenset = frozenset()) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from caffe_nanlayers.scan.cli import main
+from caffe_nanlayers.commands.scan import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="scan_inputs.py"))

@@ -153,7 +153,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def drive(kind: str, first: int, count: int, workdir: Path) -> None:
-    from caffe_nanlayers.scan.cli import main
+    from caffe_nanlayers.commands.scan import main
 
     PR_SET_CHILD_SUBREAPER = 36
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -18,9 +18,9 @@ from caffe_binary import start_caffe_train
 from conftest import EXAMPLES
 from pycaffe_log import start_pycaffe_steps
 
+from caffe_nanlayers.commands.doctor import main as doctor_main
 from caffe_nanlayers.diagnose.caffe_log import parse_log
 from caffe_nanlayers.diagnose.doctor import diagnose
-from caffe_nanlayers.diagnose.doctor_cli import main as doctor_main
 
 DIAGNOSE = EXAMPLES / "diagnose"
 
@@ -282,7 +282,7 @@ def test_a_file_that_is_not_a_training_log_is_an_error(tmp_path, capsys):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
-    import caffe_nanlayers.diagnose.doctor_cli as doctor_cli
+    import caffe_nanlayers.commands.doctor as doctor_cli
 
     def interrupted(handle):
         raise KeyboardInterrupt

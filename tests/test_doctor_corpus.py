@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from caffe_nanlayers.commands.doctor import main as doctor_main
 from caffe_nanlayers.diagnose.caffe_log import LogReader
-from caffe_nanlayers.diagnose.doctor_cli import main as doctor_main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 

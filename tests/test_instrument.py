@@ -11,8 +11,8 @@ import pytest
 from conftest import EXAMPLES
 from nan_test_layers import python_layer
 
+from caffe_nanlayers.commands.instrument import main as instrument_main
 from caffe_nanlayers.diagnose.instrument import instrument_net, layer_spans
-from caffe_nanlayers.diagnose.instrument_cli import main as instrument_main
 from caffe_nanlayers.diagnose.replay import find_producer
 from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.proto_io import caffe_pb2, parse_text

@@ -291,7 +291,7 @@ def test_what_the_users_python_layers_raise_is_a_one_line_user_error(
 def test_a_python_layer_that_fails_while_created_is_named_in_one_line_by_the_tools(
     caffe, user_layers, tmp_path, capsys
 ):
-    from caffe_nanlayers.diagnose.locate_cli import main as locate_main
+    from caffe_nanlayers.commands.locate import main as locate_main
 
     text, _ = _python_net(user_layers, "BadInit")
     (tmp_path / "net.prototxt").write_text(text)

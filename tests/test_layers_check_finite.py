@@ -309,7 +309,7 @@ def test_bind_names(make_net):
 
 def test_name_from_the_caffe_command_line(make_net, tmp_path):
     """Under ``caffe train`` there is no pycaffe object: the names come from the solver's prototxt."""
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     check = python_layer("check_pool1", "CheckFiniteLayer", ["pool1"], ["pool1"], "{'label': 'p'}")
     net_path, solver_path = tmp_path / "train_val.prototxt", tmp_path / "solver.prototxt"
@@ -318,6 +318,20 @@ def test_name_from_the_caffe_command_line(make_net, tmp_path):
     layer = make_net(POOL_NET + check).layer_dict["check_pool1"]
     assert find(layer, ["caffe", "train", f"--solver={solver_path}"]) == ("check_pool1", ["pool1"], ["pool1"])
     assert find(layer, ["caffe", "time", "-model", str(net_path)])[0] == "check_pool1"
+
+
+def test_name_from_the_caffe_command_line_past_an_exclude_rule_of_a_stage(make_net, tmp_path):
+    """Excluded from TRAIN only in stage "deploy", the check is in caffe train's net (no -stage)."""
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
+
+    check = python_layer("check_pool1", "CheckFiniteLayer", ["pool1"], ["pool1"], "{'label': 'p'}").replace(
+        '"Python"', '"Python" exclude { phase: TRAIN stage: "deploy" }'
+    )
+    net_path, solver_path = tmp_path / "train_val.prototxt", tmp_path / "solver.prototxt"
+    net_path.write_text(POOL_NET + check)
+    solver_path.write_text(f'net: "{net_path}"\nbase_lr: 0.1\n')
+    layer = make_net(POOL_NET + check, "TRAIN").layer_dict["check_pool1"]
+    assert find(layer, ["caffe", "train", f"--solver={solver_path}"]) == ("check_pool1", ["pool1"], ["pool1"])
 
 
 # One snippet pasted three times: on the data, after pool1, and once more in
@@ -338,7 +352,7 @@ TWICE_NET = (
 
 
 def layers_named_by_the_net(net):
-    from caffe_nanlayers.layers.base import _layers_with_names
+    from caffe_nanlayers.layers.naming import _layers_with_names
 
     return [(layer, names) for layer, names in _layers_with_names(net) if isinstance(layer, CheckFiniteLayer)]
 
@@ -346,14 +360,14 @@ def layers_named_by_the_net(net):
 @pytest.fixture
 def fresh_process(monkeypatch):
     """The set-up counts of a process that has built no layer yet, as ``caffe train`` starts."""
-    from caffe_nanlayers.layers import base
+    from caffe_nanlayers.layers import naming
 
-    monkeypatch.setattr(base, "_set_up", collections.Counter())
+    monkeypatch.setattr(naming, "_set_up", collections.Counter())
 
 
 def test_caffe_train_tells_the_same_snippet_apart_by_set_up_order(make_solver, tmp_path, fresh_process):
     """Under ``caffe train`` each copy is named: the binary builds the train net, then each test net."""
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     solver = make_solver(
         'base_lr: 0.1 lr_policy: "fixed" test_interval: 1000 test_iter: 1 test_iter: 1 '
@@ -373,7 +387,7 @@ def test_caffe_train_tells_the_same_snippet_apart_by_set_up_order(make_solver, t
 
 
 def test_caffe_test_and_time_tell_the_same_snippet_apart(make_net, tmp_path, fresh_process):
-    from caffe_nanlayers.layers.base import _find_in_command_line_prototxt as find
+    from caffe_nanlayers.layers.naming import find_in_command_line_prototxt as find
 
     path = tmp_path / "net.prototxt"
     path.write_text(TWICE_NET)

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from caffe_nanlayers.lint.cli import main
+from caffe_nanlayers.commands.lint import main
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 POLY_BAD = 'base_lr: 0.01\nlr_policy: "poly"\npower: 0.9\n'
@@ -282,6 +282,16 @@ def test_docs_list_every_rule():
     ]
 
 
+def test_the_rules_reference_is_generated_from_the_rules_docstrings():
+    """docs/lint-rules.md is rendered from the rules themselves: regenerate it when a rule changes."""
+    from caffe_nanlayers.lint.reference import reference
+
+    page = (REPO / "docs" / "lint-rules.md").read_text()
+    assert page == reference(), "run: python -m caffe_nanlayers.lint.reference > docs/lint-rules.md"
+    for rule in (NOT_LINTED, *RULES.values()):
+        assert f"\n## {rule.code} {rule.name} ({rule.severity})\n" in page
+
+
 def test_pre_commit_hook_points_at_the_console_script():
     text = (REPO / ".pre-commit-hooks.yaml").read_text()
     assert "entry: lint-prototxt" in text and "id: lint-prototxt" in text
@@ -297,7 +307,7 @@ def test_ctrl_c_and_a_closed_stdout_end_the_run_as_in_every_command(tmp_path):
         "import sys, signal, caffe_nanlayers.lint.linter as linter\n"
         "def interrupted(*a, **k): raise KeyboardInterrupt\n"
         "linter.lint_paths = interrupted\n"
-        "from caffe_nanlayers.lint.cli import main\n"
+        "from caffe_nanlayers.commands.lint import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True)
@@ -307,7 +317,7 @@ def test_ctrl_c_and_a_closed_stdout_end_the_run_as_in_every_command(tmp_path):
     for i in range(300):  # enough findings to fill a pipe that nobody reads
         (many / f"s{i}.prototxt").write_text('base_lr: 0.01\nlr_policy: "poly"\n')
     reader = subprocess.Popen(
-        [sys.executable, "-m", "caffe_nanlayers.lint.cli", "--no-schema", str(many)],
+        [sys.executable, "-m", "caffe_nanlayers.commands.lint", "--no-schema", str(many)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES, REPO
 
 from caffe_nanlayers.lint import Options, lint_paths
-from caffe_nanlayers.lint.linter import SCHEMA_CODES
+from caffe_nanlayers.lint.schema import SCHEMA_CODES
 
 LINT = EXAMPLES / "lint"
 

@@ -9,8 +9,8 @@ from conftest import EXAMPLES, SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from caffe_nanlayers.commands.lint import main
 from caffe_nanlayers.lint import Options, lint_paths
-from caffe_nanlayers.lint.cli import main
 
 SEEDS = sorted(EXAMPLES.rglob("*.prototxt")) + sorted((SHARED / "corpus" / "bvlc").rglob("*.prototxt"))
 TEXTS = [p.read_bytes() for p in SEEDS]

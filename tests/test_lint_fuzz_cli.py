@@ -18,7 +18,7 @@ import re
 
 from conftest import EXAMPLES
 
-from caffe_nanlayers.lint.cli import main
+from caffe_nanlayers.commands.lint import main
 from caffe_nanlayers.lint.parser import PrototxtSyntaxError, parse_text, parse_text_exact
 
 COUNT = int(os.environ.get("FUZZ_COUNT", "10000"))

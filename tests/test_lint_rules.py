@@ -9,12 +9,12 @@ import textwrap
 import pytest
 
 from caffe_nanlayers.lint import Options, lint_text
-from caffe_nanlayers.lint.linter import SCHEMA_CODES
-from caffe_nanlayers.lint.lr_schedule import Schedule, first_bad_iteration, to_float32
 from caffe_nanlayers.lint.net import build_net
 from caffe_nanlayers.lint.parser import parse_text
 from caffe_nanlayers.lint.rules import RULES
+from caffe_nanlayers.lint.schema import SCHEMA_CODES
 from caffe_nanlayers.lint.shapes import trace_shapes
+from caffe_nanlayers.lr_schedule import Schedule, first_bad_iteration, to_float32
 
 _EXAMPLE = re.compile(r"^(PASS|FAIL)::\n\n((?:(?:    .*)?\n)+)", re.MULTILINE)
 
@@ -341,3 +341,19 @@ def test_high_lr_counts_only_a_positive_clip_gradients(clip, reported):
     if clip and reported:
         assert f"{clip} does not clip".replace(": ", " ") in report.findings[0].message
     assert ("NAN206" in codes) == (clip == "clip_gradients: 0")  # 0 is its own finding, not this one
+
+
+def test_every_rule_module_is_listed_once_named_after_its_rule_and_its_code_unique():
+    """Rules are listed by hand in rules.MODULES: a module left out would never run."""
+    import pkgutil
+
+    from caffe_nanlayers.lint import rules
+
+    on_disk = {m.name for m in pkgutil.iter_modules(rules.__path__) if not m.name.startswith("_")}
+    listed = [m.__name__.rsplit(".", 1)[1] for m in rules.MODULES]
+    assert sorted(listed) == sorted(on_disk) and len(set(listed)) == len(listed)
+    for module in rules.MODULES:
+        assert module.__name__.rsplit(".", 1)[1] == module.NAME.replace("-", "_"), module.__name__
+        assert RULES[module.CODE].name == module.NAME
+    assert len(RULES) == len(rules.MODULES)  # no two modules share a code
+    assert not any(hasattr(m, "DEFAULT") for m in rules.MODULES)  # every rule is on unless --ignore'd

@@ -123,7 +123,7 @@ _WITHOUT_CAFFE = """
 import sys
 sys.path = [p for p in sys.path if "site-packages" not in p and "dist-packages" not in p]
 sys.path.insert(0, {repo!r})
-from caffe_nanlayers.lint.cli import main
+from caffe_nanlayers.commands.lint import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import EXAMPLES
 from nan_test_layers import python_layer
 
+from caffe_nanlayers.commands.locate import main as locate_main
 from caffe_nanlayers.diagnose.locate import LocateOptions, choose_cause, locate
-from caffe_nanlayers.diagnose.locate_cli import main as locate_main
 from caffe_nanlayers.diagnose.replay import Producer
 
 DIAGNOSE = EXAMPLES / "diagnose"

@@ -35,7 +35,7 @@ def caffe_nan(*argv, cwd=None, env=None, **kwargs):
     [
         ([], "caffe-nan: no subcommand given (expected one of lint, scan, "),
         (["scna"], "caffe-nan: unknown subcommand 'scna' (did you mean 'scan'? expected one of lint, "),
-        (["--version"], "caffe-nan: unknown subcommand '--version' (expected one of lint, "),
+        (["--verison"], "caffe-nan: unknown subcommand '--verison' (expected one of lint, "),
     ],
 )
 def test_caffe_nan_without_a_known_subcommand_is_one_line_exit_2(argv, expected):
@@ -43,6 +43,36 @@ def test_caffe_nan_without_a_known_subcommand_is_one_line_exit_2(argv, expected)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.endswith("; see caffe-nan --help)\n")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["doctor", "--version"], ["lint", "--version"]])
+def test_version_is_the_package_version_on_stdout_exit_0(argv):
+    from caffe_nanlayers import __version__
+
+    result = caffe_nan(*argv)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"caffe-nan{' ' + argv[0] if len(argv) > 1 else ''} {__version__}\n"
+
+
+def test_lint_prototxt_version_is_the_package_version():
+    from caffe_nanlayers import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "caffe_nanlayers.commands.lint", "--version"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"lint-prototxt {__version__}\n", "")
+
+
+@pytest.mark.parametrize("subcommand", ["lint", "scan", "instrument", "locate", "doctor", "watch"])
+def test_every_subcommands_usage_error_is_one_line_with_error_and_see_help(subcommand):
+    result = caffe_nan(subcommand, "--no-such-option")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"caffe-nan {subcommand}: error: ") and result.stderr.count("\n") == 1
+    assert result.stderr.endswith(" (see --help)\n"), result.stderr
 
 
 def test_caffe_nan_help_still_lists_every_subcommand():

@@ -25,8 +25,8 @@ from scan_datasets import (
     write_lmdb,
 )
 
+from caffe_nanlayers.commands.scan import main
 from caffe_nanlayers.proto_io import caffe_pb2
-from caffe_nanlayers.scan.cli import main
 
 pytestmark = pytest.mark.caffe
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scan_datasets import image_bytes, write_image_list
 
+from caffe_nanlayers.commands.scan import main
 from caffe_nanlayers.proto_io import caffe_pb2
-from caffe_nanlayers.scan.cli import main
 from caffe_nanlayers.scan.image_lists import ImageEntry, image_damage
 from caffe_nanlayers.scan.image_probe import unreadable_images
 

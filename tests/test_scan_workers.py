@@ -21,8 +21,8 @@ import pytest
 from conftest import REPO
 from scan_datasets import float_datum, uint8_datum, write_leveldb, write_lmdb
 
+from caffe_nanlayers.commands.scan import main
 from caffe_nanlayers.scan import partition
-from caffe_nanlayers.scan.cli import main
 
 pytestmark = pytest.mark.caffe
 

@@ -20,8 +20,8 @@ import pytest
 from conftest import IN_CI
 from scan_datasets import float_datum, write_lmdb
 
+from caffe_nanlayers.commands.watch import main as watch_main
 from caffe_nanlayers.diagnose.watch import default_caffe
-from caffe_nanlayers.diagnose.watch_cli import main as watch_main
 
 
 @pytest.fixture(scope="session")

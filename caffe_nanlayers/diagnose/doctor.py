@@ -28,7 +28,7 @@ from caffe_nanlayers.diagnose.causes import cause, cause_for_layer_type
 from caffe_nanlayers.diagnose.diagnosis import Diagnosis
 from caffe_nanlayers.diagnose.evidence import HIGH, LOW, MEDIUM, Candidate, Fact, rank, render
 from caffe_nanlayers.diagnose.net_settings import nan_settings
-from caffe_nanlayers.lint.lr_schedule import REQUIRED
+from caffe_nanlayers.lr_schedule import REQUIRED
 
 # A first loss above this is no ordinary start (ln(1000 classes) is 6.9; detectors start in the hundreds).
 HUGE_START = 1000.0

@@ -41,7 +41,7 @@ from caffe_nanlayers.diagnose.replay import Producer, replay
 from caffe_nanlayers.errors import NonFiniteError, UserError, reading, refuse_to_overwrite, writing
 from caffe_nanlayers.finite import all_finite, nonfinite_stats
 from caffe_nanlayers.isolate import UserPythonLayers
-from caffe_nanlayers.lint.lr_schedule import Schedule
+from caffe_nanlayers.lr_schedule import Schedule
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 from caffe_nanlayers.scan.scan_net import layers_in_phase
 from caffe_nanlayers.scan.sources import check_for_training

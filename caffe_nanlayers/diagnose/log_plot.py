@@ -13,16 +13,14 @@ import os
 
 from caffe_nanlayers.atomic import atomic_path
 from caffe_nanlayers.diagnose.caffe_log import Series, TrainingLog
-from caffe_nanlayers.errors import UserError, writing
+from caffe_nanlayers.errors import missing_extra, writing
 
 
 def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise UserError(
-            "--plot needs matplotlib, which is not installed: pip install matplotlib (or drop --plot)"
-        ) from None
+        raise missing_extra("--plot", "matplotlib", "plot") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,10 +9,11 @@ imported from inside ``caffe train`` too. Messages go to the logger
 ``caffe_nanlayers.layers``.
 """
 
-from caffe_nanlayers.layers.base import NanLayer, bind_names
+from caffe_nanlayers.layers.base import NanLayer
 from caffe_nanlayers.layers.check_finite import CheckFiniteLayer, checkFiniteLayer
 from caffe_nanlayers.layers.gradient_clip import GradientClipLayer
 from caffe_nanlayers.layers.input_sanitizer import InputSanitizerLayer, SanitizeCounts
+from caffe_nanlayers.layers.naming import bind_names
 
 __all__ = [
     "CheckFiniteLayer",

@@ -4,8 +4,8 @@ The pieces, in the order a file goes through them: ``tokenizer`` and
 ``parser`` (text format with a line and column for every field), ``schema``
 (caffe.proto checks, when pycaffe is importable), ``net`` and ``shapes``
 (layers, phases and blob sizes as Caffe computes them), ``rules`` (one module
-per finding code), ``linter`` (files, solvers and their nets), ``formatters``
-and ``cli``.
+per finding code), ``linter`` (files, solvers and their nets) and ``formatters``;
+the command line is ``caffe_nanlayers.commands.lint``.
 
     from caffe_nanlayers.lint import lint_paths, lint_text
     report = lint_text('base_lr: 0.01 lr_policy: "poly" power: 1')

@@ -12,7 +12,8 @@ import pathlib
 from collections import Counter
 from urllib.parse import quote
 
-from caffe_nanlayers.lint.findings import Finding, printable
+from caffe_nanlayers.errors import printable
+from caffe_nanlayers.lint.findings import Finding
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES
 
 FORMATS = ("text", "json", "github", "sarif")

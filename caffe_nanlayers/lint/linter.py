@@ -21,7 +21,7 @@ from caffe_nanlayers.lint.model import Document, Node
 from caffe_nanlayers.lint.net import build_net
 from caffe_nanlayers.lint.parser import PrototxtSyntaxError, parse_file, parse_text
 from caffe_nanlayers.lint.rules import NOT_LINTED, RULES, Rule
-from caffe_nanlayers.lint.schema import load_schema
+from caffe_nanlayers.lint.schema import SCHEMA_CODES, load_schema
 from caffe_nanlayers.lint.shapes import Shape
 from caffe_nanlayers.lint.suppress import suppressions
 from caffe_nanlayers.lint.usage import (
@@ -32,41 +32,20 @@ from caffe_nanlayers.lint.usage import (
     solver_uses,
     usage_of,
 )
+from caffe_nanlayers.solver_files import (
+    NET,
+    SOLVER,
+    SOLVER_DIRECTORY,
+    WORKING_DIRECTORY,
+    kind_of,
+    net_file_bases,
+)
 
-NET, SOLVER = "net", "solver"
-NET_FIELDS = {"layer", "layers", "input", "input_shape", "input_dim"}
-SOLVER_FIELDS = {
-    "net",
-    "net_param",
-    "train_net",
-    "test_net",
-    "train_net_param",
-    "test_net_param",
-    "base_lr",
-    "lr_policy",
-    "max_iter",
-    "solver_mode",
-    "solver_type",
-    "test_iter",
-    "test_interval",
-    "snapshot",
-    "snapshot_prefix",
-    "momentum",
-    "weight_decay",
-    "display",
-    "stepsize",
-    "stepvalue",
-    "gamma",
-    "power",
-    "clip_gradients",
-    "iter_size",
-}
 # Other Caffe messages people keep in *.prototxt files, told by their top-level fields alone:
 # SSD's label maps (item { name label display_name }). They are checked against their own message.
 OTHER_MESSAGES = {"caffe.LabelMap": {"item"}}
 NET_REF_FIELDS = ("net", "train_net", "test_net")
 INLINE_NET_FIELDS = ("net_param", "train_net_param", "test_net_param")
-SCHEMA_CODES = ("NAN001", "NAN002", "NAN003")
 
 
 @dataclass
@@ -93,7 +72,7 @@ def _matches(code: str, patterns: Iterable[str]) -> bool:
 
 
 def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
-    """Rules after --select/--ignore; opt-in rules need their exact code (or ALL) in --select."""
+    """Rules after --select/--ignore (codes or prefixes; ALL for every rule)."""
     patterns = [p.upper() for p in (select or [])]
     ignore = [p.upper() for p in ignore]
     for pattern in patterns + ignore:
@@ -101,10 +80,7 @@ def selected_rules(select: list[str] | None, ignore: list[str]) -> list[Rule]:
             raise UserError(f"unknown rule code or prefix '{pattern}' (see --list-rules)")
     chosen = []
     for code, rule in RULES.items():
-        if select is None:
-            on = rule.default
-        else:
-            on = "ALL" in patterns or code in patterns or (rule.default and _matches(code, patterns))
+        on = select is None or "ALL" in patterns or _matches(code, patterns)
         if on and not _matches(code, ignore):
             chosen.append(rule)
     return chosen
@@ -116,11 +92,7 @@ def file_kind(root: Node) -> str:
     for message, fields in OTHER_MESSAGES.items():
         if names and names <= fields:
             return message
-    if names & NET_FIELDS:
-        return NET
-    if names & SOLVER_FIELDS:
-        return SOLVER
-    return NET
+    return kind_of(names)
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -155,17 +127,6 @@ def _missing(path: str) -> str:
     return "expected a prototxt file or a directory, found no such path"
 
 
-def _ancestors(directory: str) -> list[str]:
-    out = []
-    current = directory
-    while True:
-        parent = os.path.dirname(current)
-        if not parent or parent == current:
-            return out
-        out.append(parent)
-        current = parent
-
-
 def resolve_net(node: Node, solver_path: str, cwd: str) -> NetRef:
     """Find a solver's net file: the working directory (what Caffe does), the solver's directory, its parents.
 
@@ -179,15 +140,13 @@ def resolve_net(node: Node, solver_path: str, cwd: str) -> NetRef:
     def shown(path: str) -> str:
         return os.path.normpath(os.path.relpath(path) if relative else path)
 
-    solver_dir = os.path.abspath(os.path.dirname(solver_path) or ".")
-    candidates = [(os.path.abspath(cwd), "the working directory"), (solver_dir, "the solver's directory")]
-    candidates += [(a, shown(a) + os.sep) for a in _ancestors(solver_dir)]
+    said = {WORKING_DIRECTORY: "the working directory", SOLVER_DIRECTORY: "the solver's directory"}
     tried = []
-    for base, where in candidates:
+    for base, where in net_file_bases(solver_path, cwd):
         candidate = os.path.join(base, value)
         tried.append(candidate)
         if os.path.isfile(candidate):
-            return NetRef(node, shown(candidate), where, tried)
+            return NetRef(node, shown(candidate), said.get(where) or shown(base) + os.sep, tried)
     return NetRef(node, None, "", tried)
 
 

@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass, field
 
 from caffe_nanlayers.lint.model import Node
+from caffe_nanlayers.net_state import StateRule, meets_rule
 
 # Caffe's UpgradeV1LayerType (src/caffe/util/upgrade_proto.cpp)
 V1_LAYER_TYPES = {
@@ -75,18 +76,15 @@ class NetState:
 
 
 def _meets_rule(state: NetState, rule: Node) -> bool:
-    """Caffe's Net::StateMeetsRule."""
-    phase = rule.scalar("phase")
-    if phase is not None and phase != state.phase:
-        return False
-    min_level, max_level = rule.number("min_level"), rule.number("max_level")
-    if min_level is not None and state.level < min_level:
-        return False
-    if max_level is not None and state.level > max_level:
-        return False
-    if any(s.value not in state.stages for s in rule.all("stage")):
-        return False
-    return not any(s.value in state.stages for s in rule.all("not_stage"))
+    """Caffe's Net::StateMeetsRule for a rule of the parse tree (``net_state.meets_rule``)."""
+    fields = StateRule(
+        phase=rule.scalar("phase"),
+        min_level=rule.number("min_level"),
+        max_level=rule.number("max_level"),
+        stage=tuple(s.value for s in rule.all("stage")),
+        not_stage=tuple(s.value for s in rule.all("not_stage")),
+    )
+    return meets_rule(fields, state.phase, state.level, state.stages)
 
 
 @dataclass

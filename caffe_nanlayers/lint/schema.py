@@ -43,6 +43,7 @@ FLT_MAX = 3.4028234663852886e38
 
 # Codes of the schema findings (their rule modules hold the documentation).
 UNKNOWN_FIELD, BAD_VALUE, REPEATED_SINGULAR = "NAN001", "NAN002", "NAN003"
+SCHEMA_CODES = (UNKNOWN_FIELD, BAD_VALUE, REPEATED_SINGULAR)  # skipped together when there is no caffe.proto
 
 
 @dataclass

@@ -23,7 +23,7 @@ import os
 import struct
 from pathlib import Path
 
-from caffe_nanlayers.errors import UserError
+from caffe_nanlayers.errors import UserError, missing_extra
 from caffe_nanlayers.scan import leveldb_manifest
 
 LMDB_DATA_FILE = "data.mdb"
@@ -34,9 +34,7 @@ def _need(module: str, package: str, what: str):
     try:
         return __import__(module)
     except ImportError:
-        raise UserError(
-            f"scanning {what} needs the Python package '{package}': pip install {package}"
-        ) from None
+        raise missing_extra(f"scanning {what}", package, "scan") from None
 
 
 def check_database_dir(path: Path, backend: str, label: str) -> None:

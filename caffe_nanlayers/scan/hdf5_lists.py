@@ -15,7 +15,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from caffe_nanlayers.errors import UserError, reading
+from caffe_nanlayers.errors import UserError, missing_extra, reading
 
 ROWS_READ_AT_ONCE = 1024
 
@@ -47,9 +47,7 @@ def _h5py():
     try:
         import h5py
     except ImportError:
-        raise UserError(
-            "scanning an HDF5Data layer needs the Python package 'h5py': pip install h5py"
-        ) from None
+        raise missing_extra("scanning an HDF5Data layer", "h5py", "scan") from None
     return h5py
 
 

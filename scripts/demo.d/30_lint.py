@@ -17,7 +17,7 @@ LINT = ROOT / "prototxt_examples" / "lint"
 POOLING = ROOT / "prototxt_examples" / "pooling_stride" / "deploy_bad.prototxt"
 
 script = shutil.which("lint-prototxt", path=str(Path(sys.executable).parent))
-COMMAND = [script] if script else [sys.executable, "-m", "caffe_nanlayers.lint.cli"]
+COMMAND = [script] if script else [sys.executable, "-m", "caffe_nanlayers.commands.lint"]
 
 
 def lint(path: Path) -> tuple[int, list[dict]]:

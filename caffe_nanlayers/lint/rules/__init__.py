@@ -4,8 +4,8 @@ A rule module has ``CODE``, ``NAME``, ``SEVERITY``, ``SCOPE`` (``file``,
 ``net`` or ``solver``), ``SUMMARY`` (one line, for the README and
 ``--explain``), a docstring that gives the rationale, the fix and PASS/FAIL
 examples (a test lints every one of them), and a ``check(ctx)`` generator
-that yields ``Problem``s. It never prints and never exits. ``DEFAULT`` is
-False for the few rules a user opts into with ``--select``.
+that yields ``Problem``s. It never prints and never exits. The module is
+named after the rule (``NAME`` with ``_`` for ``-``) and listed in ``MODULES``.
 
 Codes: NAN0xx schema, NAN1xx nets, NAN2xx solvers. A code, once published,
 keeps its meaning.
@@ -13,37 +13,65 @@ keeps its meaning.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-_MODULES = (
-    "unknown_field",
-    "bad_value",
-    "repeated_singular",
-    "pooling_empty_window",
-    "missing_weight_filler",
-    "missing_bias_filler",
-    "gaussian_default_std",
-    "softmax_then_log",
-    "infogain_input",
-    "batchnorm_eps",
-    "half_precision",
-    "duplicate_layer_name",
-    "undefined_bottom",
-    "zero_loss_weight",
-    "dropout_ratio",
-    "lr_policy_params",
-    "lr_schedule_values",
-    "missing_max_iter",
-    "unknown_lr_policy",
-    "high_base_lr",
-    "clip_gradients_zero",
-    "debug_info",
-    "momentum_range",
-    "adaptive_delta",
-    "net_file_missing",
+from caffe_nanlayers.lint.rules import (
+    adaptive_zero_delta,
+    all_losses_zero_weight,
+    bad_value,
+    batchnorm_tiny_eps,
+    clip_gradients_zero,
+    debug_info_on,
+    dropout_ratio_range,
+    duplicate_layer_name,
+    filler_default_scale,
+    half_precision,
+    high_lr_no_clipping,
+    infogain_unnormalized_input,
+    lr_policy_missing_param,
+    lr_schedule_unusable,
+    missing_bias_filler,
+    missing_max_iter,
+    missing_weight_filler,
+    momentum_range,
+    net_file_missing,
+    pooling_empty_window,
+    repeated_singular_field,
+    softmax_then_log,
+    undefined_bottom,
+    unknown_field,
+    unknown_lr_policy,
+)
+
+# Every rule module, once: adding a rule is a module named after the rule and a line here.
+MODULES = (
+    unknown_field,
+    bad_value,
+    repeated_singular_field,
+    pooling_empty_window,
+    missing_weight_filler,
+    missing_bias_filler,
+    filler_default_scale,
+    softmax_then_log,
+    infogain_unnormalized_input,
+    batchnorm_tiny_eps,
+    half_precision,
+    duplicate_layer_name,
+    undefined_bottom,
+    all_losses_zero_weight,
+    dropout_ratio_range,
+    lr_policy_missing_param,
+    lr_schedule_unusable,
+    missing_max_iter,
+    unknown_lr_policy,
+    high_lr_no_clipping,
+    clip_gradients_zero,
+    debug_info_on,
+    momentum_range,
+    adaptive_zero_delta,
+    net_file_missing,
 )
 
 
@@ -56,31 +84,24 @@ class Rule:
     summary: str
     doc: str
     check: Callable
-    default: bool = True
 
     def explain(self) -> str:
-        state = "" if self.default else ", off by default: enable with --select " + self.code
-        return f"{self.code} {self.name} ({self.severity}{state})\n\n{self.summary}\n\n{self.doc.strip()}\n"
+        return f"{self.code} {self.name} ({self.severity})\n\n{self.summary}\n\n{self.doc.strip()}\n"
 
 
-def _load() -> dict[str, Rule]:
-    rules = {}
-    for name in _MODULES:
-        m = importlib.import_module(f"{__name__}.{name}")
-        rules[m.CODE] = Rule(
-            code=m.CODE,
-            name=m.NAME,
-            severity=m.SEVERITY,
-            scope=m.SCOPE,
-            summary=m.SUMMARY,
-            doc=inspect.cleandoc(m.__doc__ or ""),
-            check=m.check,
-            default=getattr(m, "DEFAULT", True),
-        )
-    return dict(sorted(rules.items()))
+def _rule(module) -> Rule:
+    return Rule(
+        code=module.CODE,
+        name=module.NAME,
+        severity=module.SEVERITY,
+        scope=module.SCOPE,
+        summary=module.SUMMARY,
+        doc=inspect.cleandoc(module.__doc__ or ""),
+        check=module.check,
+    )
 
 
-RULES: dict[str, Rule] = _load()
+RULES: dict[str, Rule] = dict(sorted((m.CODE, _rule(m)) for m in MODULES))
 
 # Not a rule (nothing to select, ignore or disable): a file that could not be linted. It is one line
 # on stderr and exit code 2; the machine formats carry it as an entry too, so that a tool reading

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from caffe_nanlayers.lint.lr_schedule import Schedule
 from caffe_nanlayers.lint.model import Node
+from caffe_nanlayers.lr_schedule import Schedule
 
 # solver_type enum (deprecated) -> type string
 _SOLVER_TYPES = {

@@ -42,7 +42,6 @@ CODE = "NAN103"
 NAME = "missing-bias-filler"
 SEVERITY = "info"
 SCOPE = "net"
-DEFAULT = True
 SUMMARY = "Layer with a bias and no bias_filler where the net's other layers state one (forgotten?)."
 
 

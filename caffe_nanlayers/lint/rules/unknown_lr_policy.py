@@ -23,8 +23,8 @@ FAIL::
 """
 
 from caffe_nanlayers.lint.context import Problem
-from caffe_nanlayers.lint.lr_schedule import POLICIES
 from caffe_nanlayers.lint.schema import suggest
+from caffe_nanlayers.lr_schedule import POLICIES
 
 CODE = "NAN204"
 NAME = "unknown-lr-policy"

@@ -15,8 +15,8 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from caffe_nanlayers.command import Command
 from caffe_nanlayers.diagnose.caffe_log import LINE_LIMIT, parse_log
-from caffe_nanlayers.diagnose.cli_common import Parser, run
 from caffe_nanlayers.diagnose.doctor import diagnose
 from caffe_nanlayers.errors import UserError, reading, refuse_to_overwrite
 
@@ -82,60 +82,62 @@ def _saturated(verdict) -> bool:
     return bool(first) and first.get("kind") == "saturated"
 
 
-def _parser(prog: str) -> Parser:
-    parser = Parser(
-        prog=prog,
-        description=(
-            "Read a caffe train log (glog lines, or an excerpt of one) and diagnose its first NaN/Inf "
-            "or its 87.3365 plateau: probable causes, how sure, what to collect next."
-        ),
-    )
+def _options(parser) -> None:
     parser.add_argument("log", help="the log ('-' for stdin; gzip-compressed logs are decompressed)")
     parser.add_argument("--plot", metavar="PNG", help="also draw loss and lr per iteration into this PNG")
     parser.add_argument(
         "--follow", action="store_true", help="follow a log still being written; report its first NaN sign"
     )
-    return parser
+
+
+def _run(args, prog: str) -> int:
+    if args.follow:
+        from caffe_nanlayers.diagnose.watch_follow import follow_log
+
+        return follow_log(args.log, args.format)
+    if args.plot:
+        refuse_to_overwrite(args.plot, (args.log,), "--plot")
+    log, head = _read_log(args.log)
+    if not log.caffe_lines:
+        name = _display_name(args.log)
+        nul = head.find(b"\0")
+        if nul >= 0:
+            raise UserError(f"{name}: not a text log (byte {nul} is NUL), expected a caffe train log")
+        raise UserError(
+            f"{name}: no Caffe line in {log.lines} lines (expected glog lines such as "
+            "'Iteration N, loss = X' or 'Train net output #0: loss = X', as caffe train prints)"
+        )
+    verdict = diagnose(log, args.log)
+    if args.plot:
+        from caffe_nanlayers.diagnose.log_plot import plot_log
+
+        plot_log(
+            log,
+            args.plot,
+            verdict.iteration,
+            title=f"{Path(args.log).name}: {verdict.cause.id if verdict.cause else 'no NaN'}",
+            sign_label="loss at 87.3365" if _saturated(verdict) else "first NaN/Inf",
+        )
+        verdict.details["plot"] = args.plot
+    print(verdict.to_json() if args.format == "json" else verdict.to_text())
+    if args.plot and args.format != "json":
+        print(f"plot written to {args.plot}")
+    return verdict.exit_code
+
+
+COMMAND = Command(
+    description=(
+        "Read a caffe train log (glog lines, or an excerpt of one) and diagnose its first NaN/Inf "
+        "or its 87.3365 plateau: probable causes, how sure, what to collect next."
+    ),
+    add_options=_options,
+    run=_run,
+    error_prefix="error: ",
+)
 
 
 def main(argv: list[str] | None = None, prog: str = "caffe-nan doctor") -> int:
-    parser = _parser(prog)
-
-    def body(args) -> int:
-        if args.follow:
-            from caffe_nanlayers.diagnose.watch_follow import follow_log
-
-            return follow_log(args.log, args.format)
-        if args.plot:
-            refuse_to_overwrite(args.plot, (args.log,), "--plot")
-        log, head = _read_log(args.log)
-        if not log.caffe_lines:
-            name = _display_name(args.log)
-            nul = head.find(b"\0")
-            if nul >= 0:
-                raise UserError(f"{name}: not a text log (byte {nul} is NUL), expected a caffe train log")
-            raise UserError(
-                f"{name}: no Caffe line in {log.lines} lines (expected glog lines such as "
-                "'Iteration N, loss = X' or 'Train net output #0: loss = X', as caffe train prints)"
-            )
-        verdict = diagnose(log, args.log)
-        if args.plot:
-            from caffe_nanlayers.diagnose.log_plot import plot_log
-
-            plot_log(
-                log,
-                args.plot,
-                verdict.iteration,
-                title=f"{Path(args.log).name}: {verdict.cause.id if verdict.cause else 'no NaN'}",
-                sign_label="loss at 87.3365" if _saturated(verdict) else "first NaN/Inf",
-            )
-            verdict.details["plot"] = args.plot
-        print(verdict.to_json() if args.format == "json" else verdict.to_text())
-        if args.plot and args.format != "json":
-            print(f"plot written to {args.plot}")
-        return verdict.exit_code
-
-    return run(parser, argv, body)
+    return COMMAND.main(argv, prog)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``lint-prototxt`` / ``caffe-nan lint``: the command line over ``linter``.
+"""``lint-prototxt`` / ``caffe-nan lint``: the command line over ``caffe_nanlayers.lint``.
 
 Follows ruff's and flake8's habits: ``path:line:col: CODE message``,
 ``--select``/``--ignore`` by code or prefix, ``--format`` for machines,
@@ -12,8 +12,8 @@ import argparse
 import os
 import sys
 
-from caffe_nanlayers.errors import UserError, run_command
-from caffe_nanlayers.lint.findings import printable
+from caffe_nanlayers.command import Command
+from caffe_nanlayers.errors import UserError, printable
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -36,26 +36,10 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name or "*", shape
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as the one line every other error is (not the 7-line usage block)."""
-
-    def error(self, message: str):
-        print(printable(f"{self.prog}: {message} (see --help)"), file=sys.stderr)
-        raise SystemExit(EXIT_ERROR)
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=prog,
-        description="Report Caffe net and solver configurations known to produce NaN or to break training.",
-        epilog="Exit codes: 0 clean, 1 findings, 2 usage or parse error. "
-        "Silence a code inline with '# lint-prototxt: disable=CODE'.",
-    )
+def _options(p) -> None:
     p.add_argument("paths", nargs="*", help="prototxt files or directories (searched for *.prototxt)")
     p.add_argument("--select", action="append", metavar="CODES", help="only these codes or prefixes")
     p.add_argument("--ignore", action="append", metavar="CODES", help="skip these codes or prefixes")
-    p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
-    p.add_argument("--json", action="store_const", const="json", dest="format", help="same as --format json")
     p.add_argument("--explain", metavar="CODE", help="show a rule's rationale, fix and examples")
     p.add_argument("--list-rules", action="store_true", help="list every code: severity, name, summary")
     p.add_argument(
@@ -67,7 +51,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-schema", action="store_true", help="skip the caffe.proto checks (NAN001-NAN003)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the output")
-    return p
 
 
 def _list_rules() -> str:
@@ -126,11 +109,18 @@ def run(args: argparse.Namespace, prog: str) -> int:
     return EXIT_FINDINGS if report.findings else EXIT_CLEAN
 
 
+COMMAND = Command(
+    description="Report Caffe net and solver configurations known to produce NaN or to break training.",
+    add_options=_options,
+    run=run,
+    formats=("text", "json", "github", "sarif"),
+    epilog="Exit codes: 0 clean, 1 findings, 2 usage or parse error. "
+    "Silence a code inline with '# lint-prototxt: disable=CODE'.",
+)
+
+
 def main(argv: list[str] | None = None, prog: str = "lint-prototxt") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    # Ctrl-C, a reader of stdout that went away and user errors end the run as in every other command.
-    return run_command(prog, lambda: run(args, prog))
+    return COMMAND.main(argv, prog)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from caffe_nanlayers.atomic import write_atomic
-from caffe_nanlayers.diagnose.cli_common import Parser, run
+from caffe_nanlayers.command import Command
 from caffe_nanlayers.diagnose.instrument import DIRECTIONS, MODES, instrument_net, is_loss_layer, one_line
 from caffe_nanlayers.errors import UserError, refuse_to_overwrite, writing
 from caffe_nanlayers.proto_io import read_net_or_solver
@@ -40,8 +40,7 @@ def _nothing_to_check(net, only: list[str], skip: list[str], source) -> UserErro
     return UserError(f"{source}: no check added: {why}")
 
 
-def _parser(prog: str) -> Parser:
-    parser = Parser(prog=prog, description="Add an in-place CheckFiniteLayer after every layer of a net.")
+def _options(parser) -> None:
     parser.add_argument("net", help="net prototxt (or a solver: its train net)")
     parser.add_argument(
         "-o", "--output", help="where to write (default: NET.checked.prototxt; '-' for stdout)"
@@ -55,55 +54,63 @@ def _parser(prog: str) -> Parser:
     parser.add_argument("--direction", choices=DIRECTIONS, default="both", help="which passes to check")
     parser.add_argument("--mode", choices=MODES, default="raise", help="what a check does when it fires")
     parser.add_argument("--dump-dir", help="where mode 'dump' writes the offending blobs (default nan_dumps)")
-    return parser
+
+
+def _run(args, prog: str) -> int:
+    resolved = read_net_or_solver(args.net)
+    source = resolved.path
+    text = source.read_text(encoding="utf-8") if source is not None else None
+    source_name = source.name if source is not None else f"{Path(args.net).name} ({resolved.note})"
+    only, skip = _names(args.only, "--only"), _names(args.skip, "--skip")
+    result = instrument_net(
+        resolved.net,
+        only=only,
+        skip=skip,
+        direction=args.direction,
+        mode=args.mode,
+        dump_dir=args.dump_dir,
+        source_text=text,
+        source_name=source_name,
+    )
+    if not result.checks:
+        raise _nothing_to_check(resolved.net, only, skip, args.net)
+    if args.output == "-":
+        sys.stdout.write(result.text)
+        return 0
+    base = source or Path(args.net)
+    output = Path(args.output) if args.output else base.with_name(base.stem + ".checked.prototxt")
+    refuse_to_overwrite(output, (args.net, source), "-o")
+    with writing(output, "the instrumented net"):
+        write_atomic(output, result.text)
+    if args.format == "json":
+        report = {
+            "input": str(args.net),
+            "net": str(source) if source else None,
+            "output": str(output),
+            "complete": result.complete,
+            "checks": [c.as_dict() for c in result.checks],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        followed = ", ".join(one_line(c.after) if c.after else "(inputs)" for c in result.checks)
+        print(
+            f"wrote {output}: {len(result.checks)} check{'s' if len(result.checks) > 1 else ''} "
+            f"({args.direction}, mode {args.mode}) "
+            f"after {followed}"
+        )
+    return 0
+
+
+COMMAND = Command(
+    description="Add an in-place CheckFiniteLayer after every layer of a net.",
+    add_options=_options,
+    run=_run,
+    error_prefix="error: ",
+)
 
 
 def main(argv: list[str] | None = None, prog: str = "caffe-nan instrument") -> int:
-    def body(args) -> int:
-        resolved = read_net_or_solver(args.net)
-        source = resolved.path
-        text = source.read_text(encoding="utf-8") if source is not None else None
-        source_name = source.name if source is not None else f"{Path(args.net).name} ({resolved.note})"
-        only, skip = _names(args.only, "--only"), _names(args.skip, "--skip")
-        result = instrument_net(
-            resolved.net,
-            only=only,
-            skip=skip,
-            direction=args.direction,
-            mode=args.mode,
-            dump_dir=args.dump_dir,
-            source_text=text,
-            source_name=source_name,
-        )
-        if not result.checks:
-            raise _nothing_to_check(resolved.net, only, skip, args.net)
-        if args.output == "-":
-            sys.stdout.write(result.text)
-            return 0
-        base = source or Path(args.net)
-        output = Path(args.output) if args.output else base.with_name(base.stem + ".checked.prototxt")
-        refuse_to_overwrite(output, (args.net, source), "-o")
-        with writing(output, "the instrumented net"):
-            write_atomic(output, result.text)
-        if args.format == "json":
-            report = {
-                "input": str(args.net),
-                "net": str(source) if source else None,
-                "output": str(output),
-                "complete": result.complete,
-                "checks": [c.as_dict() for c in result.checks],
-            }
-            print(json.dumps(report, indent=2))
-        else:
-            followed = ", ".join(one_line(c.after) if c.after else "(inputs)" for c in result.checks)
-            print(
-                f"wrote {output}: {len(result.checks)} check{'s' if len(result.checks) > 1 else ''} "
-                f"({args.direction}, mode {args.mode}) "
-                f"after {followed}"
-            )
-        return 0
-
-    return run(_parser(prog), argv, body)
+    return COMMAND.main(argv, prog)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ traceback).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from caffe_nanlayers.errors import run_command
+from caffe_nanlayers.command import Command, positive_int
 from caffe_nanlayers.scan.progress import Progress
 from caffe_nanlayers.scan.report import format_json, format_text
 from caffe_nanlayers.scan.scanner import DEFAULT_PYTHON_BATCHES, scan
@@ -22,33 +21,7 @@ EPILOG = (
 )
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _OneLineParser(
-        prog=prog,
-        description=(
-            "Run every record of the datasets read by a net's data layers through real Caffe, "
-            "with a dummy loss that measures each record, and name the records holding NaN/Inf "
-            "or out-of-range labels."
-        ),
-        epilog=EPILOG,
-    )
+def _options(parser) -> None:
     parser.add_argument("net", help="train_val.prototxt, or a solver.prototxt (its train net is scanned)")
     parser.add_argument(
         "--phase",
@@ -58,26 +31,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="which phase's data layers to scan (default TRAIN)",
     )
     parser.add_argument(
-        "--limit", type=_positive, metavar="N", help="scan at most the first N records of each source"
+        "--limit", type=positive_int, metavar="N", help="scan at most the first N records of each source"
     )
     parser.add_argument(
         "--python-batches",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_PYTHON_BATCHES,
         metavar="N",
         help="batches to draw from Python data layers when neither --limit nor another source "
         f"sets the pass (default {DEFAULT_PYTHON_BATCHES})",
     )
-    parser.add_argument(
-        "--json", action="store_const", const="json", dest="format", help="same as --format json"
-    )
-    parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="report format (default text)"
-    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=default_workers(),
         metavar="N",
         help="processes that split LMDB and LevelDB sources by key range and HDF5 lists by file "
@@ -89,14 +56,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="read every record through Caffe's own data layers in one process (slower; the reference "
         "the fast path is tested against)",
     )
-    return parser
 
 
-def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
-    try:
-        args = build_parser(prog).parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error, already printed in one line (2)
-        return int(exc.code or 0)
+def _run(args, prog: str) -> int:
     progress = None
 
     def on_progress(done: int, total: int, unit: str) -> None:
@@ -109,7 +71,7 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
         if progress is not None:
             progress.finish()
 
-    def body() -> int:
+    try:
         report = scan(
             args.net,
             phase=args.phase,
@@ -118,11 +80,26 @@ def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
             on_progress=None if args.quiet else on_progress,
             workers=None if args.no_fast_path else args.workers,
         )
+    finally:  # the progress line ends before the report, or before the line saying why there is none
         end_progress_line()
-        sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))
-        return 1 if report.bad else 0
+    sys.stdout.write(format_json(report) if args.format == "json" else format_text(report))
+    return 1 if report.bad else 0
 
-    return run_command(prog, body, on_exit=end_progress_line)
+
+COMMAND = Command(
+    description=(
+        "Run every record of the datasets read by a net's data layers through real Caffe, "
+        "with a dummy loss that measures each record, and name the records holding NaN/Inf "
+        "or out-of-range labels."
+    ),
+    add_options=_options,
+    run=_run,
+    epilog=EPILOG,
+)
+
+
+def main(argv: list[str] | None = None, prog: str = "caffe-nan scan") -> int:
+    return COMMAND.main(argv, prog)
 
 
 if __name__ == "__main__":

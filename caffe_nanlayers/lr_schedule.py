@@ -6,6 +6,9 @@ should not. ``first_bad_iteration`` finds the first iteration in
 ``[0, max_iter)`` where the rate is NaN, ±inf, negative or zero, without
 looping over millions of iterations: it samples, then bisects, and checks the
 iterations where the rate jumps (steps).
+
+It serves the linter's solver rules, the doctor (which parameters a policy
+needs) and locate (the rate at the failing iteration): one formula for all.
 """
 
 from __future__ import annotations

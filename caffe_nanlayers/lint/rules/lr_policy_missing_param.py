@@ -30,8 +30,8 @@ FAIL::
 """
 
 from caffe_nanlayers.lint.context import Problem
-from caffe_nanlayers.lint.lr_schedule import REQUIRED
 from caffe_nanlayers.lint.rules._solver import policy_node
+from caffe_nanlayers.lr_schedule import REQUIRED
 
 CODE = "NAN201"
 NAME = "lr-policy-missing-param"

@@ -31,8 +31,8 @@ import math
 
 from caffe_nanlayers.lint.context import Problem
 from caffe_nanlayers.lint.findings import ERROR
-from caffe_nanlayers.lint.lr_schedule import REQUIRED, first_bad_iteration
 from caffe_nanlayers.lint.rules._solver import policy_node, schedule
+from caffe_nanlayers.lr_schedule import REQUIRED, first_bad_iteration
 
 CODE = "NAN202"
 NAME = "lr-schedule-unusable"
