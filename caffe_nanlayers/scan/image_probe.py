@@ -13,6 +13,7 @@ image Caffe stopped on: decided by the keys, not by reading Caffe's log.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -45,8 +46,8 @@ def first_unreadable_image(
 def unreadable_images(entries: list[ImageEntry], root_folder: str, image_param) -> list[ImageEntry] | None:
     """The entries Caffe's reader cannot open or decode; None when the reader is missing or died."""
     tool = convert_imageset()
-    if tool is None or not entries:
-        return None
+    if tool is None or not entries or importlib.util.find_spec("lmdb") is None:
+        return None  # without the scan extra's lmdb the keys cannot be read back: no explanation
     with tempfile.TemporaryDirectory(prefix="nanlayers-probe-") as workdir:
         listing = Path(workdir) / "list.txt"
         listing.write_text("".join(f"{entry.path} 0\n" for entry in entries), encoding="utf-8")
