@@ -24,14 +24,19 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
 _NUMBER = r"(?:0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)(?![\w.])"
 _STRING = r"\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
 _VALUE = rf"-?[ \t]*(?:{_NUMBER}|{_NAME})(?![\w.])|{_STRING}"
-# One match per field, not per token. The common forms, on one line: (1) a name and (2) its value;
-# (3) a name and (4) the '{' or '<' that opens it; (5) a closing brace. The same spread over lines:
-# (6) a name, then (7) the '{' after its ':', or (8) its value, or (9) a '{' without ':'. Then
-# (10) a separator, (11) a comment, (12) the end, and (13) anything else, which the fast path
-# leaves to the exact parser.
+# One match per field, not per token. The common forms, on one line: (1) a name and its value, sorted
+# by the expression itself into (2) a plain quoted string, (3) a decimal integer, (4) an enum word or a
+# bool, or (5) any other value; (6) a name and (7) the '{' or '<' that opens it; (8) a closing brace.
+# The same spread over lines: (9) a name, then (10) the '{' after its ':', or (11) its value, or (12) a
+# '{' without ':'. Then (13) a separator, (14) a comment, (15) the end, and (16) anything else, which
+# the fast path leaves to the exact parser.
 _FIELD = re.compile(
     rf"""{_BLANK}(?:
-      ({_NAME})[ \t]*:[ \t]*({_VALUE})
+      ({_NAME})[ \t]*:[ \t]*(?:
+          ("[^"\\\n]*")
+        | ((?:[1-9][0-9]*|0)(?![\w.]))
+        | ((?!(?i:inf|infinity|nan)(?![\w.])){_NAME}(?![\w.]))
+        | ({_VALUE}))
     | ({_NAME})[ \t]*:?[ \t]*([{{<])
     | ([}}>])
     | ({_NAME}){_BLANK}(?::{_BLANK}(?:([{{<])|({_VALUE}))|([{{<]))
@@ -100,67 +105,56 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
             line += newlines
             line_start = rfind("\n", counted, end) + 1
         counted = end
-        if group == 2:  # name: value
-            name, token = m.group(1, 2)
-            vcol = m.start(2) - line_start + 1
-            first = token[0]
-            if first == '"' and "\\" not in token:  # the most common values, inline: a plain string,
-                value, kind, raw = token[1:-1], STRING, token
-            elif token.isdigit() and (first != "0" or len(token) == 1):  # a decimal integer,
-                value, kind, raw = int(token), NUMBER, token
-            elif first in _LETTERS and token.lower() not in _SPECIAL_FLOATS:  # an enum value or a bool
-                value, kind, raw = token, IDENTIFIER, token
+        if group < 6:  # name: value, its kind told by the group that matched it
+            name, raw = m.group(1, group)
+            vcol = m.start(group) - line_start + 1
+            if group == 2:
+                value, kind = raw[1:-1], STRING
+            elif group == 3:
+                value, kind = int(raw), NUMBER
+            elif group == 4:
+                value, kind = raw, IDENTIFIER
             else:
-                value, kind, raw = _scalar(token, parse_number, line, vcol)
+                value, kind, raw = _scalar(raw, parse_number, line, vcol)
             append(Node(name, line, m.start(1) - line_start + 1, value, kind, raw, line, vcol))
             last_code_line = line
             after_field = True
-        elif group == 5:  # a closing brace
+        elif group == 8:  # a closing brace
             if not stack:
                 raise Unhandled
             outer, name, name_line, name_col, open_line, open_col, close = stack.pop()
-            if m.group(5) != close:
+            if m.group(8) != close:
                 raise Unhandled
-            outer.append(
-                Node(
-                    name,
-                    name_line,
-                    name_col,
-                    children=nodes,
-                    value_line=open_line,
-                    value_col=open_col,
-                    end_line=line,
-                )
-            )
+            outer.append(Node(name, name_line, name_col, None, None, "", open_line, open_col, nodes, line))
             nodes = outer
             append = nodes.append
             last_code_line = line
             after_field = True
-        elif group == 4:  # name {
+        elif group == 7:  # name {
             if len(stack) >= max_depth:
                 raise Unhandled
-            brace = m.group(4)
-            name_col, open_col = m.start(3) - line_start + 1, m.start(4) - line_start + 1
-            stack.append((nodes, m.group(3), line, name_col, line, open_col, _CLOSE[brace]))
+            brace = m.group(7)
+            name_col, open_col = m.start(6) - line_start + 1, m.start(7) - line_start + 1
+            stack.append((nodes, m.group(6), line, name_col, line, open_col, _CLOSE[brace]))
             nodes = []
             append = nodes.append
             last_code_line = line
             after_field = False
-        elif group == 11:
-            col = m.start(11) - line_start + 1
-            comments.append(Comment(line, col, m.group(11)[1:], trailing=last_code_line == line))
-        elif 6 <= group <= 9:  # a field spread over lines: place its name and value one by one
-            name_start, other = m.start(6), m.start(group)
+        elif group == 14:
+            col = m.start(14) - line_start + 1
+            comments.append(Comment(line, col, m.group(14)[1:], trailing=last_code_line == line))
+        elif 9 <= group <= 12:  # a field spread over lines: place its name and value one by one
+            name_start, other = m.start(9), m.start(group)
             before = count("\n", name_start, other)  # line ends between the name and what follows
             name_line = line - before
             name_line_start = rfind("\n", 0, name_start) + 1
             name_col = name_start - name_line_start + 1
             other_col = other - line_start + 1
-            if group == 8:
-                value, kind, raw = _scalar(m.group(8), parse_number, line, other_col)
+            if group == 11:
+                value, kind, raw = _scalar(m.group(11), parse_number, line, other_col)
                 nodes.append(
                     Node(
-                        m.group(6),
+                        m.group(9),
                         name_line,
                         name_col,
                         value=value,
@@ -175,18 +169,18 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
                 if len(stack) >= max_depth:
                     raise Unhandled
                 stack.append(
-                    (nodes, m.group(6), name_line, name_col, line, other_col, _CLOSE[m.group(group)])
+                    (nodes, m.group(9), name_line, name_col, line, other_col, _CLOSE[m.group(group)])
                 )
                 nodes = []
                 append = nodes.append
                 after_field = False
             last_code_line = line
-        elif group == 10:
+        elif group == 13:
             if not after_field:
                 raise Unhandled
             last_code_line = line
             after_field = False
-        elif group == 12:
+        elif group == 15:
             if stack:
                 raise Unhandled
             return nodes, comments, line
