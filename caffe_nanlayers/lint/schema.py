@@ -148,6 +148,25 @@ def _enum_names(enum) -> frozenset[str]:
     return frozenset(v.name for v in enum.values)
 
 
+# (field, kind, raw) -> _check_value's verdict: a scalar's value follows from its kind and spelling,
+# and real nets repeat the same few (``lr_mult: 1``, ``type: CONSTANT``) tens of thousands of times.
+# Bounded, so that a file of millions of distinct numbers does not grow it without end.
+_VERDICTS: dict[tuple, str | None] = {}
+_VERDICTS_MAX = 1 << 16
+_UNSEEN = object()
+
+
+def _check_value_once(node: Node, field) -> str | None:
+    """``_check_value``, computed once per field, kind and spelling."""
+    key = (field, node.kind, node.raw)
+    why = _VERDICTS.get(key, _UNSEEN)
+    if why is _UNSEEN:
+        why = _check_value(node, field)
+        if len(_VERDICTS) < _VERDICTS_MAX:
+            _VERDICTS[key] = why
+    return why
+
+
 def _check_value(node: Node, field) -> str | None:
     """Why ``node``'s scalar does not fit ``field``, or None when it does."""
     cpp = field.cpp_type
@@ -237,28 +256,32 @@ def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaP
                 BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
             )
             continue
-        if not repeated:
+        if not repeated:  # only a singular field can be set twice
+            name = child.name
             if child.listed:
-                if child.name not in listed:
-                    listed.add(child.name)
+                if name not in listed:
+                    listed.add(name)
                     yield SchemaProblem(
                         REPEATED_SINGULAR,
                         child,
-                        f"'{child.name}' is not a repeated field: Caffe refuses a list '[...]' for it "
+                        f"'{name}' is not a repeated field: Caffe refuses a list '[...]' for it "
                         "and does not load the file",
                     )
-            elif child.name in seen:
-                first = seen[child.name]
-                yield SchemaProblem(
-                    REPEATED_SINGULAR,
-                    child,
-                    f"'{child.name}' is set twice (first on line {first.line}): Caffe refuses the file "
-                    f'(Non-repeated field "{child.name}" is specified multiple times)',
-                )
-        seen.setdefault(child.name, child)
+                seen.setdefault(name, child)
+            else:
+                first = seen.get(name)
+                if first is None:
+                    seen[name] = child
+                else:
+                    yield SchemaProblem(
+                        REPEATED_SINGULAR,
+                        child,
+                        f"'{name}' is set twice (first on line {first.line}): Caffe refuses the file "
+                        f'(Non-repeated field "{name}" is specified multiple times)',
+                    )
         if is_message_field:
             pending.append((child, field.message_type))
         elif child.kind != plain:  # a quoted value for a string field is always right
-            why = _check_value(child, field)
+            why = _check_value_once(child, field)
             if why:
                 yield SchemaProblem(BAD_VALUE, child, why, at_value=True)
