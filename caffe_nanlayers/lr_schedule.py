@@ -37,14 +37,16 @@ SAMPLES = 2048
 
 
 _FLOAT32 = struct.Struct("f")
+_PACK, _UNPACK = _FLOAT32.pack, _FLOAT32.unpack
 
 
 def to_float32(x: float) -> float:
-    """``x`` rounded to a C float, as assigning to ``Dtype rate`` does (overflow gives ±inf)."""
-    if math.isnan(x) or math.isinf(x):
-        return x
+    """``x`` rounded to a C float, as assigning to ``Dtype rate`` does (overflow gives ±inf).
+
+    NaN and ±inf pass through the packing unchanged; only a finite value too large for a float
+    overflows. A schedule evaluates this hundreds of thousands of times on a model collection."""
     try:
-        return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+        return _UNPACK(_PACK(x))[0]
     except OverflowError:
         return math.copysign(math.inf, x)
 

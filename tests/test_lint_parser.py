@@ -171,6 +171,8 @@ def test_the_fast_path_builds_the_exact_parser_tree_on_every_real_file(shared_di
         "a: 12abc",
         "a { " * 101 + "}" * 101,
         "a: 1 ; b: 'x' # c\n# d\n",
+        "a: 1\n\n \n\tb {\r\n\r\n c: 2 }\n\n\n# x\n\n",
+        "a\n\n:\n \n 1\nb\n\n{ c: inf d: -inf e: x }",
     ],
 )
 def test_fast_and_exact_parsers_agree_on_odd_forms(text):

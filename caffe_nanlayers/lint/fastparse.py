@@ -24,14 +24,22 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
 _NUMBER = r"(?:0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[fF]?)(?![\w.])"
 _STRING = r"\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
 _VALUE = rf"-?[ \t]*(?:{_NUMBER}|{_NAME})(?![\w.])|{_STRING}"
-# One match per field, not per token. The common forms, on one line: (1) a name and (2) its value;
-# (3) a name and (4) the '{' or '<' that opens it; (5) a closing brace. The same spread over lines:
-# (6) a name, then (7) the '{' after its ':', or (8) its value, or (9) a '{' without ':'. Then
-# (10) a separator, (11) a comment, (12) the end, and (13) anything else, which the fast path
-# leaves to the exact parser.
+# The blanks before a token, with (1) their first line end and (2) their last one when there are more:
+# the line count then needs no search of the text for most tokens, which follow exactly one line end.
+_BLANKS = r"[ \t\r\f\v]*(?:(\n)[ \t\r\f\v]*(?:(\n)[ \t\r\f\v]*)*)?"
+# One match per field, not per token. The common forms, on one line: (3) a name and its value, sorted
+# by the expression itself into (4) a plain quoted string, (5) a decimal integer, (6) an enum word or a
+# bool, or (7) any other value; (8) a name and (9) the '{' or '<' that opens it; (10) a closing brace.
+# The same spread over lines: (11) a name, then (12) the '{' after its ':', or (13) its value, or (14)
+# a '{' without ':'. Then (15) a separator, (16) a comment, (17) the end, and (18) anything else, which
+# the fast path leaves to the exact parser.
 _FIELD = re.compile(
-    rf"""{_BLANK}(?:
-      ({_NAME})[ \t]*:[ \t]*({_VALUE})
+    rf"""{_BLANKS}(?:
+      ({_NAME})[ \t]*:[ \t]*(?:
+          ("[^"\\\n]*")
+        | ((?:[1-9][0-9]*|0)(?![\w.]))
+        | ((?!(?i:inf|infinity|nan)(?![\w.])){_NAME}(?![\w.]))
+        | ({_VALUE}))
     | ({_NAME})[ \t]*:?[ \t]*([{{<])
     | ([}}>])
     | ({_NAME}){_BLANK}(?::{_BLANK}(?:([{{<])|({_VALUE}))|([{{<]))
@@ -88,105 +96,87 @@ def parse_fast(text: str, parse_number, max_depth: int) -> tuple[list[Node], lis
     comments: list[Comment] = []
     nodes: list[Node] = []
     stack: list[tuple] = []  # (nodes of the enclosing level, name, line, col, open line, open col, close)
-    line, line_start, counted = 1, 0, 0  # newlines are counted up to ``counted``
+    line, line_start = 1, 0
     last_code_line = 0
     after_field = False  # a separator may follow a field, once
     append = nodes.append
     for m in _FIELD.finditer(text):
         group = m.lastindex
-        end = m.end()
-        newlines = count("\n", counted, end)  # only the blanks before a match hold line ends
-        if newlines:
-            line += newlines
-            line_start = rfind("\n", counted, end) + 1
-        counted = end
-        if group == 2:  # name: value
-            name, token = m.group(1, 2)
-            vcol = m.start(2) - line_start + 1
-            first = token[0]
-            if first == '"' and "\\" not in token:  # the most common values, inline: a plain string,
-                value, kind, raw = token[1:-1], STRING, token
-            elif token.isdigit() and (first != "0" or len(token) == 1):  # a decimal integer,
-                value, kind, raw = int(token), NUMBER, token
-            elif first in _LETTERS and token.lower() not in _SPECIAL_FLOATS:  # an enum value or a bool
-                value, kind, raw = token, IDENTIFIER, token
+        first_end = m.start(1)
+        if first_end >= 0:  # the blanks before the token end a line, or more
+            last_end = m.start(2)
+            if last_end < 0:
+                line += 1
+                line_start = first_end + 1
             else:
-                value, kind, raw = _scalar(token, parse_number, line, vcol)
-            append(Node(name, line, m.start(1) - line_start + 1, value, kind, raw, line, vcol))
+                line += count("\n", first_end, last_end + 1)
+                line_start = last_end + 1
+        if group < 8:  # name: value, its kind told by the group that matched it
+            name, raw = m.group(3, group)
+            vcol = m.start(group) - line_start + 1
+            if group == 4:
+                value, kind = raw[1:-1], STRING
+            elif group == 5:
+                value, kind = int(raw), NUMBER
+            elif group == 6:
+                value, kind = raw, IDENTIFIER
+            else:
+                value, kind, raw = _scalar(raw, parse_number, line, vcol)
+            append(Node(name, line, m.start(3) - line_start + 1, value, kind, raw, line, vcol))
             last_code_line = line
             after_field = True
-        elif group == 5:  # a closing brace
+        elif group == 10:  # a closing brace
             if not stack:
                 raise Unhandled
             outer, name, name_line, name_col, open_line, open_col, close = stack.pop()
-            if m.group(5) != close:
+            if m.group(10) != close:
                 raise Unhandled
-            outer.append(
-                Node(
-                    name,
-                    name_line,
-                    name_col,
-                    children=nodes,
-                    value_line=open_line,
-                    value_col=open_col,
-                    end_line=line,
-                )
-            )
+            outer.append(Node(name, name_line, name_col, None, None, "", open_line, open_col, nodes, line))
             nodes = outer
             append = nodes.append
             last_code_line = line
             after_field = True
-        elif group == 4:  # name {
+        elif group == 9:  # name {
             if len(stack) >= max_depth:
                 raise Unhandled
-            brace = m.group(4)
-            name_col, open_col = m.start(3) - line_start + 1, m.start(4) - line_start + 1
-            stack.append((nodes, m.group(3), line, name_col, line, open_col, _CLOSE[brace]))
+            brace = m.group(9)
+            name_col, open_col = m.start(8) - line_start + 1, m.start(9) - line_start + 1
+            stack.append((nodes, m.group(8), line, name_col, line, open_col, _CLOSE[brace]))
             nodes = []
             append = nodes.append
             last_code_line = line
             after_field = False
-        elif group == 11:
-            col = m.start(11) - line_start + 1
-            comments.append(Comment(line, col, m.group(11)[1:], trailing=last_code_line == line))
-        elif 6 <= group <= 9:  # a field spread over lines: place its name and value one by one
-            name_start, other = m.start(6), m.start(group)
-            before = count("\n", name_start, other)  # line ends between the name and what follows
-            name_line = line - before
-            name_line_start = rfind("\n", 0, name_start) + 1
-            name_col = name_start - name_line_start + 1
+        elif group == 16:
+            col = m.start(16) - line_start + 1
+            comments.append(Comment(line, col, m.group(16)[1:], trailing=last_code_line == line))
+        elif 11 <= group <= 14:  # a field spread over lines: place its name and value one by one
+            name_start, other = m.start(11), m.start(group)
+            name_line, name_col = line, name_start - line_start + 1
+            between = count("\n", name_start, other)  # line ends between the name and what follows
+            if between:
+                line += between
+                line_start = rfind("\n", name_start, other) + 1
             other_col = other - line_start + 1
-            if group == 8:
-                value, kind, raw = _scalar(m.group(8), parse_number, line, other_col)
-                nodes.append(
-                    Node(
-                        m.group(6),
-                        name_line,
-                        name_col,
-                        value=value,
-                        kind=kind,
-                        raw=raw,
-                        value_line=line,
-                        value_col=other_col,
-                    )
-                )
+            if group == 13:
+                value, kind, raw = _scalar(m.group(13), parse_number, line, other_col)
+                append(Node(m.group(11), name_line, name_col, value, kind, raw, line, other_col))
                 after_field = True
             else:
                 if len(stack) >= max_depth:
                     raise Unhandled
                 stack.append(
-                    (nodes, m.group(6), name_line, name_col, line, other_col, _CLOSE[m.group(group)])
+                    (nodes, m.group(11), name_line, name_col, line, other_col, _CLOSE[m.group(group)])
                 )
                 nodes = []
                 append = nodes.append
                 after_field = False
             last_code_line = line
-        elif group == 10:
+        elif group == 15:
             if not after_field:
                 raise Unhandled
             last_code_line = line
             after_field = False
-        elif group == 12:
+        elif group == 17:
             if stack:
                 raise Unhandled
             return nodes, comments, line

@@ -185,23 +185,32 @@ class Net:
         return {layer.index: [s for s in states if layer.included_in(s)] for layer in self.layers}
 
 
+def _last_scalar(fields: dict[str, list[Node]], name: str, default=None):
+    """``Node.scalar`` over a node's ``by_name()``: the last ``name`` when it is a scalar."""
+    found = fields.get(name)
+    if not found or found[-1].children is not None:
+        return default
+    return found[-1].value
+
+
 def _layer_from_node(node: Node, index: int) -> Layer:
+    fields = node.by_name()  # one look-up table for all of the layer's fields, not one call per field
+    get = fields.get
     v1 = node.name == "layers"
-    raw_type = node.scalar("type", "")
-    type_name = str(raw_type)
+    type_name = str(_last_scalar(fields, "type", ""))
     if v1:
         type_name = V1_LAYER_TYPES.get(type_name, type_name)
-    name = node.scalar("name")
+    name = _last_scalar(fields, "name")
     return Layer(
-        node=node,
-        index=index,
-        name=str(name) if name is not None else f"#{index + 1}",
-        type=type_name,
-        v1=v1,
-        bottoms=[n for n in node.all("bottom") if isinstance(n.value, str)],
-        tops=[n for n in node.all("top") if isinstance(n.value, str)],
-        include=node.all("include"),
-        exclude=node.all("exclude"),
+        node,
+        index,
+        str(name) if name is not None else f"#{index + 1}",
+        type_name,
+        v1,
+        [n for n in get("bottom", ()) if isinstance(n.value, str)],
+        [n for n in get("top", ()) if isinstance(n.value, str)],
+        list(get("include", ())),
+        list(get("exclude", ())),
     )
 
 

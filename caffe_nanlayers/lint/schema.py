@@ -23,7 +23,6 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from caffe_nanlayers.lint.model import IDENTIFIER, NUMBER, STRING, Node
@@ -76,7 +75,7 @@ class Schema:
         pending = [(root, self.message(full_name))]
         while pending:  # a loop over the messages, not nested generators: a large net has 150,000
             message, descriptor = pending.pop()
-            found.extend(_check_message(message, descriptor, pending))
+            _check_message(message, descriptor, pending, found)
         found.sort(key=lambda p: (p.node.line, p.node.col))
         return found
 
@@ -149,6 +148,25 @@ def _enum_names(enum) -> frozenset[str]:
     return frozenset(v.name for v in enum.values)
 
 
+# (field, kind, raw) -> _check_value's verdict: a scalar's value follows from its kind and spelling,
+# and real nets repeat the same few (``lr_mult: 1``, ``type: CONSTANT``) tens of thousands of times.
+# Bounded, so that a file of millions of distinct numbers does not grow it without end.
+_VERDICTS: dict[tuple, str | None] = {}
+_VERDICTS_MAX = 1 << 16
+_UNSEEN = object()
+
+
+def _check_value_once(node: Node, field) -> str | None:
+    """``_check_value``, computed once per field, kind and spelling."""
+    key = (field, node.kind, node.raw)
+    why = _VERDICTS.get(key, _UNSEEN)
+    if why is _UNSEEN:
+        why = _check_value(node, field)
+        if len(_VERDICTS) < _VERDICTS_MAX:
+            _VERDICTS[key] = why
+    return why
+
+
 def _check_value(node: Node, field) -> str | None:
     """Why ``node``'s scalar does not fit ``field``, or None when it does."""
     cpp = field.cpp_type
@@ -198,11 +216,16 @@ def _is_repeated(field) -> bool:
 
 @functools.cache
 def _fields(descriptor) -> dict[str, tuple]:
-    """name -> (field, is a message field, is repeated, the value kind that needs no further check):
-    read once per message type, not once per use."""
+    """name -> (field, its message type or None for a scalar, is repeated, the value kind that needs no
+    further check): read once per message type, not once per use."""
     plain = {_STRING: STRING}
     return {
-        name: (field, field.cpp_type == _MESSAGE, _is_repeated(field), plain.get(field.cpp_type))
+        name: (
+            field,
+            field.message_type if field.cpp_type == _MESSAGE else None,
+            _is_repeated(field),
+            plain.get(field.cpp_type),
+        )
         for name, field in descriptor.fields_by_name.items()
     }
 
@@ -213,53 +236,70 @@ def _unknown_field_message(name: str, descriptor) -> str:
     return f"unknown field '{name}' in {descriptor.name}{suggest(name, descriptor.fields_by_name)}"
 
 
-def _check_message(message: Node, descriptor, pending: list) -> Iterator[SchemaProblem]:
-    """The problems of ``message``'s own fields; its message fields are added to ``pending``."""
+def _check_message(message: Node, descriptor, pending: list, found: list[SchemaProblem]) -> None:
+    """Adds the problems of ``message``'s own fields to ``found``, and its message fields to ``pending``.
+
+    A plain function, not a generator: a large net has 150,000 messages, most without a problem."""
+    add = found.append
     fields = _fields(descriptor)
     seen: dict[str, Node] = {}
     listed: set[str] = set()
     for child in message.children or ():
         info = fields.get(child.name)
         if info is None:
-            yield SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor))
+            add(SchemaProblem(UNKNOWN_FIELD, child, _unknown_field_message(child.name, descriptor)))
             continue
-        field, is_message_field, repeated, plain = info
+        field, message_type, repeated, plain = info
         is_message = child.children is not None
-        if is_message_field and not is_message:
-            yield SchemaProblem(
-                BAD_VALUE,
-                child,
-                f"'{child.name}' is a {field.message_type.name} message: expected '{{', found {child.raw}",
-                at_value=True,
-            )
-            continue
-        if not is_message_field and is_message:
-            yield SchemaProblem(
-                BAD_VALUE, child, f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'"
-            )
-            continue
-        if not repeated:
-            if child.listed:
-                if child.name not in listed:
-                    listed.add(child.name)
-                    yield SchemaProblem(
-                        REPEATED_SINGULAR,
-                        child,
-                        f"'{child.name}' is not a repeated field: Caffe refuses a list '[...]' for it "
-                        "and does not load the file",
-                    )
-            elif child.name in seen:
-                first = seen[child.name]
-                yield SchemaProblem(
-                    REPEATED_SINGULAR,
+        if message_type is not None and not is_message:
+            add(
+                SchemaProblem(
+                    BAD_VALUE,
                     child,
-                    f"'{child.name}' is set twice (first on line {first.line}): Caffe refuses the file "
-                    f'(Non-repeated field "{child.name}" is specified multiple times)',
+                    f"'{child.name}' is a {message_type.name} message: expected '{{', found {child.raw}",
+                    at_value=True,
                 )
-        seen.setdefault(child.name, child)
-        if is_message_field:
-            pending.append((child, field.message_type))
+            )
+            continue
+        if message_type is None and is_message:
+            add(
+                SchemaProblem(
+                    BAD_VALUE,
+                    child,
+                    f"'{child.name}' is a scalar field: expected ':' and a value, found '{{'",
+                )
+            )
+            continue
+        if not repeated:  # only a singular field can be set twice
+            name = child.name
+            if child.listed:
+                if name not in listed:
+                    listed.add(name)
+                    add(
+                        SchemaProblem(
+                            REPEATED_SINGULAR,
+                            child,
+                            f"'{name}' is not a repeated field: Caffe refuses a list '[...]' for it "
+                            "and does not load the file",
+                        )
+                    )
+                seen.setdefault(name, child)
+            else:
+                first = seen.get(name)
+                if first is None:
+                    seen[name] = child
+                else:
+                    add(
+                        SchemaProblem(
+                            REPEATED_SINGULAR,
+                            child,
+                            f"'{name}' is set twice (first on line {first.line}): Caffe refuses the file "
+                            f'(Non-repeated field "{name}" is specified multiple times)',
+                        )
+                    )
+        if message_type is not None:
+            pending.append((child, message_type))
         elif child.kind != plain:  # a quoted value for a string field is always right
-            why = _check_value(child, field)
+            why = _check_value_once(child, field)
             if why:
-                yield SchemaProblem(BAD_VALUE, child, why, at_value=True)
+                add(SchemaProblem(BAD_VALUE, child, why, at_value=True))
