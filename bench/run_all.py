@@ -30,7 +30,7 @@ from machine import describe  # noqa: E402
 
 from caffe_nanlayers.atomic import write_atomic  # noqa: E402
 
-# In the order of issue 7.
+# Run and reported in this order: the check and a training step first, then each tool.
 BENCHES = {
     "check": "bench_check",
     "training": "bench_training",
