@@ -63,17 +63,17 @@ _SATURATED_TOLERANCE = 6e-4
 _SATURATED_MULTIPLES = 64
 
 _NUM = r"([-+]?[\w.#+-]+(?:\(\w+\))?)"
-_GLOG_PREFIX = re.compile(r"^[IWEF]?\d{4,8}[ T][\d:.]+\s+\d+ ([^\]\s]+):\d+\] ")
+GLOG_PREFIX = re.compile(r"^[IWEF]?\d{4,8}[ T][\d:.]+\s+\d+ ([^\]\s]+):\d+\] ")
 # Where one glog line starts inside another (a log pasted as one line).
 _GLOG_INSIDE = re.compile(r"(?<=\s)[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]\s]+:\d+\] ")
 # Where a Caffe message starts, for flattened lines that lost their prefixes too.
 _MESSAGE_START = re.compile(
     r"(?:(?<=\s)|^)(?=Iteration \d+[ ,]|(?:Train|Test) net output #|\[(?:Forward|Backward)\] )"
 )
-_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _NUM)
-_LR = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, lr = " + _NUM)
+LOSS_LINE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _NUM)
+LR_LINE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, lr = " + _NUM)
 _OUTPUT = re.compile(r"(Train|Test) net output #(\d+): (.+?) = " + _NUM + r"(?: \(\* " + _NUM + r" = )?")
-_TESTING = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, Testing net \(#(\d+)\)")
+TESTING_LINE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, Testing net \(#(\d+)\)")
 # What Solver::Test prints once its forward passes are done: from here on, debug lines are training's.
 _TEST_PASS_END = ("Test net output #", "Test score #", "Test loss:", "Test interrupted")
 _FORWARD = re.compile(r"\[Forward\] Layer (.+?), (top blob|param blob) (\S+) data: " + _NUM)
@@ -472,7 +472,7 @@ class LogReader:
 
     def _feed_one(self, line: str, number: int) -> None:
         log = self.log
-        prefixed = _GLOG_PREFIX.match(line)
+        prefixed = GLOG_PREFIX.match(line)
         block = self._block
         if block.kind is not None:
             if prefixed or not line.strip():
@@ -538,13 +538,13 @@ class LogReader:
 
     def _iteration_line(self, body: str, number: int, prefixed) -> bool:
         # A substring test first: most lines are a loss or an lr line, and a failed search costs.
-        match = _TESTING.search(body) if "Testing net" in body else None
+        match = TESTING_LINE.search(body) if "Testing net" in body else None
         if match:
             self._at_iteration(int(match.group(1)), number, "testing")
             self._testing, self._test_net = True, int(match.group(2))
             self._count(prefixed)
             return True
-        match = _LOSS.search(body) if "loss = " in body else None
+        match = LOSS_LINE.search(body) if "loss = " in body else None
         if match:
             iteration = int(match.group(1))
             self._at_iteration(iteration, number, "loss")
@@ -558,7 +558,7 @@ class LogReader:
             if self._pending_debug or self._pending_bad_debug is not None or self._pending_spike is not None:
                 self._settle_debug(iteration)
             return True
-        match = _LR.search(body) if "lr = " in body else None
+        match = LR_LINE.search(body) if "lr = " in body else None
         if match:
             iteration = int(match.group(1))
             self._at_iteration(iteration, number, "lr")

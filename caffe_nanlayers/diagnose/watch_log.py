@@ -148,7 +148,7 @@ class WatchReader:
         return Sign(iteration, what, reading.text, reading.line, blob=blob)
 
     def _read(self, line: str) -> None:
-        prefix = caffe_log._GLOG_PREFIX.match(line)
+        prefix = caffe_log.GLOG_PREFIX.match(line)
         body = line[prefix.end() :] if prefix else line
         if line.startswith("F"):
             fatal = _FATAL.match(line)
@@ -168,11 +168,11 @@ class WatchReader:
             self._read_iteration(body)
 
     def _read_iteration(self, body: str) -> None:
-        match = caffe_log._TESTING.search(body)
+        match = caffe_log.TESTING_LINE.search(body)
         if match:
             self.iteration = self._testing_at = int(match.group(1))
             return
-        match = caffe_log._LOSS.search(body)
+        match = caffe_log.LOSS_LINE.search(body)
         if match:
             self._testing_at = None
             self.iteration = int(match.group(1))
@@ -182,7 +182,7 @@ class WatchReader:
                 if math.isfinite(value):
                     self.losses.append(value)
             return
-        match = caffe_log._LR.search(body)
+        match = caffe_log.LR_LINE.search(body)
         if match:
             value = caffe_log.parse_number(match.group(2))
             if value is not None:
