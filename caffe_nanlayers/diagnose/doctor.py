@@ -317,25 +317,25 @@ def guess_layer_type(name: str) -> str | None:
     return None
 
 
+def _loss_grew(what: str, factor: float, readings) -> Fact:
+    """The fact that a loss (or one loss output) grew ``factor`` times over its finite readings."""
+    finite = [r for r in readings if r.finite]
+    values = {
+        "what": what,
+        "factor": factor,
+        "count": len(finite),
+        "start": finite[0].value,
+        "end": finite[-1].value,
+    }
+    return Fact("loss_grew", (finite[0], finite[-1]), values)
+
+
 def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
     facts = []
     losses = log.losses.before(line)
     ratio = trend.growth([r.value for r in losses], minimum=2)
     if trend.is_explosion(ratio):
-        finite = [r for r in losses if r.finite]
-        facts.append(
-            Fact(
-                "loss_grew",
-                (finite[0], finite[-1]),
-                {
-                    "what": "loss",
-                    "factor": ratio,
-                    "count": len(finite),
-                    "start": finite[0].value,
-                    "end": finite[-1].value,
-                },
-            )
-        )
+        facts.append(_loss_grew("loss", ratio, losses))
     growths = _output_growths(log, line)
     if growths and len(log.loss_weights) > 1:
         name, factor, readings = growths[0]
@@ -348,20 +348,7 @@ def _growth_facts(log: TrainingLog, line: int) -> list[Fact]:
                 "losses": len(log.loss_weights),
             }
             if not facts:  # the total did not cross, one output did: it is the growth
-                finite = [r for r in readings if r.finite]
-                facts.append(
-                    Fact(
-                        "loss_grew",
-                        (finite[0], finite[-1]),
-                        {
-                            "what": f"loss output {name}",
-                            "factor": factor,
-                            "count": len(finite),
-                            "start": finite[0].value,
-                            "end": finite[-1].value,
-                        },
-                    )
-                )
+                facts.append(_loss_grew(f"loss output {name}", factor, readings))
             facts.append(Fact("output_grew", (), values))
     norms = log.param_diff_norms.values_before(line)
     norm_ratio = trend.growth(norms)
