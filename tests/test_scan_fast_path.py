@@ -251,7 +251,7 @@ def test_wire_header_reads_the_last_data_field_and_declines_float_data(caffe):
 
 
 def test_label_is_bad_agrees_with_the_scan_layers_rows(caffe):
-    from caffe_nanlayers.scan.scan_layer import bad_label_rows
+    from caffe_nanlayers.scan.findings import bad_label_rows
 
     for config in (
         {"num_classes": 10, "ignore_label": None},

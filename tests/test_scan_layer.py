@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from caffe_nanlayers.scan.scan_layer import bad_label_rows, record_positions
+from caffe_nanlayers.scan.findings import bad_label_rows, record_positions
 
 
 def test_record_positions_stop_at_the_end_of_the_first_pass():

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caffe_nanlayers.scan import findings, guarded_reads
 from caffe_nanlayers.scan.datum_wire import read_header
 
 PROGRESS_INTERVAL_S = 0.2
@@ -215,9 +216,9 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
     transform = spec.transform
     (data_top, data_label), *label_top = spec.tops
     label_name, label_config = label_top[0] if label_top else (None, None)
-    datum = None  # protobuf, and so pycaffe, only for a record the wire reader declines
+    datum = None  # protobuf's parser, only for a record the wire reader declines
     proven_finite: dict = {}
-    findings: list[dict] = []
+    found: list[dict] = []
     batch_shape = None
     sent = 0
     last_report = time.monotonic()
@@ -225,7 +226,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
     def add(finding: dict, record: int, top: str) -> None:
         batch, position = divmod(record, spec.batch_size)
         finding.update(source=0, record=record, batch=batch, position=position, top=top)
-        findings.append(finding)
+        found.append(finding)
 
     for record, value in _records(spec):  # record: counted from the range's start, a batch's first
         header = read_header(value)
@@ -240,7 +241,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             floats = None
         else:
             if datum is None:
-                datum = _caffe().proto.caffe_pb2.Datum()
+                datum = guarded_reads.datum_class()()
             try:
                 datum.ParseFromString(value)
             except Exception as exc:  # protobuf's DecodeError differs between its implementations
@@ -273,16 +274,16 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             _check(transform, values, data_label, record, data_top, add)
         if label_config is not None and label_is_bad(label, label_config):
             add(
-                _scan_layer().label_finding(np.array([label], dtype=np.float32), label_config),
+                findings.label_finding(np.array([label], dtype=np.float32), label_config),
                 record,
                 label_name,
             )
         done[0] += 1
         now = time.monotonic()
-        if len(findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
-            report(("progress", None, done[0], findings[sent:]))
-            sent, last_report = len(findings), now
-    report(("progress", None, done[0], findings[sent:]))
+        if len(found) > sent or now - last_report >= PROGRESS_INTERVAL_S:
+            report(("progress", None, done[0], found[sent:]))
+            sent, last_report = len(found), now
+    report(("progress", None, done[0], found[sent:]))
 
 
 def label_is_bad(label: int, config: dict) -> bool:
@@ -304,27 +305,11 @@ def label_is_bad(label: int, config: dict) -> bool:
 def _check(transform, values, label_config, record, top, add) -> None:
     with np.errstate(all="ignore"):  # inf * 0 and the like are what the scan is looking for
         seen = transform.apply(values)
-    measure = _scan_layer()  # the scan layer's own measures: the findings are word for word Caffe's path's
-    finding = measure.nonfinite_finding(seen)
+    # The scan layer's own measures: the findings are word for word Caffe's path's.
+    finding = findings.nonfinite_finding(seen)
     if finding is not None:
         add(finding, record, top)
     if label_config is not None:
         rows = seen.reshape(1, -1)
-        if len(measure.bad_label_rows(rows, label_config["num_classes"], label_config["ignore_label"])):
-            add(measure.label_finding(seen, label_config), record, top)
-
-
-def _caffe():
-    from caffe_nanlayers.caffe_net import import_caffe
-
-    return import_caffe()
-
-
-def _scan_layer():
-    """The scan layer's module, imported (with pycaffe) only by a worker that meets a record to measure.
-
-    A worker whose records are all proven finite never imports pycaffe: it starts in a tenth of a second.
-    """
-    from caffe_nanlayers.scan import scan_layer
-
-    return scan_layer
+        if len(findings.bad_label_rows(rows, label_config["num_classes"], label_config["ignore_label"])):
+            add(findings.label_finding(seen, label_config), record, top)

@@ -23,7 +23,7 @@ from caffe_nanlayers.proto_io import net_to_text
 from caffe_nanlayers.scan import databases, fast_path
 from caffe_nanlayers.scan.scan_net import build_scan_net
 
-# Below this many records a range is not worth a worker (each imports pycaffe, about a second).
+# Below this many records a range is not worth a worker (a fresh interpreter, a few tenths of a second).
 MIN_RECORDS_PER_TASK = 2048
 
 

@@ -82,7 +82,7 @@ class _Pool:
                 return
 
     def _run(self, number: int, task):
-        # A fast worker imports pycaffe only if a record needs it; Caffe's layer always does.
+        # A fast worker never imports pycaffe; a worker running Caffe's layer does first.
         worker = IsolatedWorker(warm_up=(import_caffe,) if task.kind == "caffe" else ())
         with self.lock:
             if self.stopping.is_set():
