@@ -16,8 +16,10 @@ transform of 0 and of 255 is finite at every position of the crop, every
 uint8 record of that shape comes out finite and is not transformed at all;
 only its size and label are checked. This is what lets a scan read raw
 ImageNet-sized records at the speed of parsing them. A mean file holding a
-NaN, or a scale of inf, fails that proof and then every record is
-transformed and measured, as Caffe would deliver it.
+NaN, or a scale of inf, fails that proof: then each record is measured
+by ``uint8_measure`` (its few positions outside the proof transformed, its
+extremes from one subtraction) or, where that cannot answer, transformed
+whole, as Caffe would deliver it.
 
 Whatever Caffe would refuse (a record that does not parse, a size that does
 not match its shape, a shape that does not fit its batch, an encoded image,
@@ -36,6 +38,7 @@ import numpy as np
 
 from caffe_nanlayers.scan import findings, guarded_reads
 from caffe_nanlayers.scan.datum_wire import read_header
+from caffe_nanlayers.scan.uint8_measure import Uint8Measure
 
 PROGRESS_INTERVAL_S = 0.2
 UINT8_EXTREMES = (0.0, 255.0)
@@ -104,12 +107,12 @@ class Transform:
         if self.mean is not None:
             np.subtract(seen, self.mean[:, rows, cols], out=seen)
         elif self.mean_values:
-            means = np.array(self._means_for(values.shape[0]), dtype=np.float32).reshape(-1, 1, 1)
+            means = np.array(self.means_for(values.shape[0]), dtype=np.float32).reshape(-1, 1, 1)
             np.subtract(seen, means, out=seen)
         np.multiply(seen, self.scale, out=seen)
         return seen
 
-    def _means_for(self, channels: int) -> tuple:
+    def means_for(self, channels: int) -> tuple:
         return self.mean_values * channels if len(self.mean_values) == 1 else self.mean_values
 
     def uint8_always_finite(self, shape: tuple[int, int, int]) -> bool:
@@ -217,7 +220,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
     (data_top, data_label), *label_top = spec.tops
     label_name, label_config = label_top[0] if label_top else (None, None)
     datum = None  # protobuf's parser, only for a record the wire reader declines
-    proven_finite: dict = {}
+    measures: dict = {}  # per shape: True when proven finite, else its Uint8Measure
     found: list[dict] = []
     batch_shape = None
     sent = 0
@@ -264,10 +267,14 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             what = "bytes of data" if floats is None else "float_data values"
             raise HandOver(record, f"holds {size} {what} for shape {shape}")
         if floats is None:
-            finite = proven_finite.get(shape)
-            if finite is None:
-                finite = proven_finite[shape] = transform.uint8_always_finite(shape)
-            if not finite or data_label is not None:
+            measure = measures.get(shape)
+            if measure is None:
+                measure = measures[shape] = _uint8_measure(transform, shape)
+            if measure is not True and measure.usable and data_label is None:
+                finding = measure.finding(pixels.reshape(shape))
+                if finding is not None:
+                    add(finding, record, data_top)
+            elif measure is not True or data_label is not None:
                 _check(transform, pixels.reshape(shape), data_label, record, data_top, add)
         else:
             values = np.array(floats, dtype=np.float32).reshape(shape)
@@ -300,6 +307,11 @@ def label_is_bad(label: int, config: dict) -> bool:
     if ignore is not None and label == ignore:
         return False
     return label < 0 or (classes is not None and label >= classes)
+
+
+def _uint8_measure(transform, shape: tuple[int, int, int]):
+    """True when every uint8 record of ``shape`` comes out finite, else the measure of those records."""
+    return True if transform.uint8_always_finite(shape) else Uint8Measure(transform, shape)
 
 
 def _check(transform, values, label_config, record, top, add) -> None:
