@@ -267,3 +267,55 @@ def test_a_worker_that_dies_is_named_with_its_range(caffe, workdir):
     assert str(stopped.value).startswith(
         "HDF5Data source 'list.txt' (layer 'h5'): records 10 to 13: Caffe stopped"
     )
+
+
+def test_records_caffe_cannot_read_whole_are_named_by_the_workers_as_by_the_survey(
+    caffe, workdir, capsys, monkeypatch
+):
+    from caffe_nanlayers.proto_io import caffe_pb2
+    from caffe_nanlayers.scan import guarded_reads
+
+    values = planted_records(70)
+    values[3] = b"\xff\xfe not a datum"
+    short = caffe_pb2().Datum.FromString(values[26])  # a float record (every 13th)
+    del short.float_data[5:]
+    values[26] = short.SerializeToString()
+    values[41] = _cut_pixels(values[41])
+    values[66] = caffe_pb2().Datum(channels=0, height=6, width=7, data=b"").SerializeToString()
+    write_lmdb(workdir / "db", values)
+    (workdir / "net.prototxt").write_text(data_layer("db") + CLASSIFIER)
+    # A --limit checks the records of the batches it reads, past the limit too: record 66 for 65.
+    runs = [(), ("--limit", "60"), ("--limit", "65")]
+    references = [scan_json(capsys, "net.prototxt", "--no-fast-path", *run) for run in runs]
+    assert [code for code, _, _ in references] == [2, 2, 2]
+    assert "4 records that Caffe cannot read whole: record 3 (key '00000003')" in references[0][2]
+    assert "(and 1 more)" in references[0][2]
+    assert "3 records" in references[1][2] and "4 records" in references[2][2]
+
+    monkeypatch.setattr(guarded_reads, "survey_database", None)  # the workers alone read the records
+    for run, reference in zip(runs, references):
+        for count in (1, 4):
+            assert scan_json(capsys, "net.prototxt", "--workers", str(count), *run) == reference, run
+
+
+def _cut_pixels(record: bytes) -> bytes:
+    from caffe_nanlayers.proto_io import caffe_pb2
+
+    datum = caffe_pb2().Datum.FromString(record)
+    datum.data = datum.data[:-7]
+    return datum.SerializeToString()
+
+
+def test_a_parallel_scan_reads_each_record_once_in_the_workers(caffe, workdir, capsys, monkeypatch):
+    from caffe_nanlayers.scan import guarded_reads
+
+    def no_survey(*args):
+        raise AssertionError("the parent surveyed the records")
+
+    monkeypatch.setattr(guarded_reads, "survey_database", no_survey)
+    write_lmdb(workdir / "db", planted_records(40))
+    (workdir / "net.prototxt").write_text(data_layer("db") + CLASSIFIER)
+
+    code, report, err = scan_json(capsys, "net.prototxt", "--workers", "3")
+
+    assert (code, err, report["records_scanned"]) == (1, "", 40)

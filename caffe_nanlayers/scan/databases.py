@@ -276,6 +276,11 @@ def datum_problem(value: bytes, datum_class, expected_shape: tuple[int, int, int
         datum.ParseFromString(value)
     except Exception as exc:  # protobuf's DecodeError differs between its implementations
         return f"is not a Datum ({exc})"
+    return parsed_datum_problem(datum, expected_shape)
+
+
+def parsed_datum_problem(datum, expected_shape: tuple[int, int, int] | None) -> str | None:
+    """``datum_problem`` of a Datum already parsed."""
     shape = (datum.channels, datum.height, datum.width)
     if datum.channels <= 0 or datum.height <= 0 or datum.width <= 0:
         return f"is not a valid Datum (channels, height, width = {shape})"

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffe_nanlayers.scan import findings, guarded_reads
+from caffe_nanlayers.scan import databases, findings, guarded_reads
 from caffe_nanlayers.scan.datum_wire import read_header
 from caffe_nanlayers.scan.uint8_measure import Uint8Measure
 
@@ -165,27 +165,33 @@ class RangeSpec:
     start_key: bytes
     count: int
     batch_size: int
+    # The parent did not survey the records (``sources.Source.survey``): each is checked here as the
+    # survey would, and ``check_past`` records after the range's are only checked so (a --limit's
+    # last batch).
     first_channels: int  # of the first record of the whole pass (Caffe's mean_value replication)
     transform: Transform  # built by the parent, which read the mean file
     tops: tuple  # ((top name, label config or None), ...): data, then label when the layer has one
+    survey: bool = False
+    check_past: int = 0
 
 
 def _records(spec: RangeSpec):
-    """(position, value) for the range, from its first key on, in key order."""
+    """(position, key, value) for the range and the records checked past it, from its first key on."""
+    end = spec.count + spec.check_past
     if spec.backend == "LMDB":
         import lmdb
 
         env = lmdb.open(spec.view, readonly=True, lock=False, subdir=True, max_readers=1)
         try:
-            # buffers: each value is a view of the memory map, valid until the cursor moves on.
+            # buffers: each key and value is a view of the memory map, valid until the cursor moves on.
             with env.begin(buffers=True) as txn:
                 cursor = txn.cursor()
                 if not cursor.set_range(spec.start_key):
                     return
-                for offset, value in enumerate(cursor.iternext(keys=False, values=True)):
-                    if offset >= spec.count:
+                for offset, (key, value) in enumerate(cursor.iternext(keys=True, values=True)):
+                    if offset >= end:
                         return
-                    yield offset, value
+                    yield offset, key, value
         finally:
             env.close()
         return
@@ -193,29 +199,31 @@ def _records(spec: RangeSpec):
 
     db = plyvel.DB(spec.view, create_if_missing=False)
     try:
-        for offset, value in enumerate(db.iterator(start=spec.start_key, include_key=False)):
-            if offset >= spec.count:
+        for offset, (key, value) in enumerate(db.iterator(start=spec.start_key)):
+            if offset >= end:
                 return
-            yield offset, value
+            yield offset, key, value
     finally:
         db.close()
 
 
 def scan_range(report, spec: RangeSpec) -> dict:
-    """Check the records of ``spec`` in a worker: ``{"records": checked, "handover": None or [record, why]}``.
+    """Check the records of ``spec`` in a worker: ``{"records", "handover", "broken"}``.
 
-    Findings travel in ``("progress", None, records_done, findings)`` messages, the runner's form,
-    with records counted from the range's start.
+    ``handover`` is None or ``[record, why]``; ``broken`` lists ``[record, key, why]`` for each
+    record Caffe cannot read whole (``databases.datum_problem``), when the worker surveys. Findings
+    travel in ``("progress", None, records_done, findings)`` messages, the runner's form, with
+    records counted from the range's start.
     """
-    done = [0]
+    done, broken = [0], []
     try:
-        _scan_range(report, spec, done)
+        _scan_range(report, spec, done, broken)
     except HandOver as stop:
-        return {"records": done[0], "handover": [stop.record, stop.why]}
-    return {"records": done[0], "handover": None}
+        return {"records": done[0], "handover": [stop.record, stop.why], "broken": broken}
+    return {"records": done[0], "handover": None, "broken": broken}
 
 
-def _scan_range(report, spec: RangeSpec, done: list) -> None:
+def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
     transform = spec.transform
     (data_top, data_label), *label_top = spec.tops
     label_name, label_config = label_top[0] if label_top else (None, None)
@@ -231,7 +239,7 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
         finding.update(source=0, record=record, batch=batch, position=position, top=top)
         found.append(finding)
 
-    for record, value in _records(spec):  # record: counted from the range's start, a batch's first
+    for record, key, value in _records(spec):  # record: counted from the range's start, a batch's first
         header = read_header(value)
         if header is not None and header.data_size and not header.encoded:
             # The common record, raw uint8: its pixels are a view of the record, read only if needed.
@@ -240,6 +248,13 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
                 header.label,
                 header.data_size,
             )
+            if spec.survey and (min(shape) <= 0 or size != shape[0] * shape[1] * shape[2]):
+                problem = databases.datum_problem(bytes(value), guarded_reads.datum_class(), None)
+                broken.append([record, bytes(key), problem])
+                done[0] += record < spec.count
+                continue
+            if record >= spec.count:
+                continue
             pixels = np.frombuffer(value, np.uint8, count=size, offset=header.data_offset)
             floats = None
         else:
@@ -248,7 +263,17 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             try:
                 datum.ParseFromString(value)
             except Exception as exc:  # protobuf's DecodeError differs between its implementations
-                raise HandOver(record, f"is not a Datum ({exc})") from None
+                if not spec.survey:
+                    raise HandOver(record, f"is not a Datum ({exc})") from None
+                problem = f"is not a Datum ({exc})"
+            else:
+                problem = databases.parsed_datum_problem(datum, None) if spec.survey else None
+            if problem is not None:
+                broken.append([record, bytes(key), problem])
+                done[0] += record < spec.count
+                continue
+            if record >= spec.count:
+                continue
             if datum.encoded:
                 raise HandOver(record, "is an encoded image, decoded by Caffe's OpenCV")
             shape, label = (datum.channels, datum.height, datum.width), datum.label

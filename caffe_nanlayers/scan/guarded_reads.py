@@ -33,6 +33,7 @@ from caffe_nanlayers.scan import databases, hdf5_lists
 _MARK = struct.Struct("<qH")  # position of the last record read whole, length of its name
 _MARK_SIZE = 4096
 _NAME_MAX = _MARK_SIZE - _MARK.size
+_STANDALONE = "_nanlayers_caffe_pb2"
 MAX_LISTED = 3  # bad records named in the one line; the count says how many there are
 
 
@@ -94,17 +95,21 @@ def _where(mark: tuple[int, bytes] | None, unit: str) -> str:
 
 
 def datum_class():
-    """Caffe's Datum message, without importing pycaffe (whose import starts Caffe)."""
-    loaded = sys.modules.get("caffe.proto.caffe_pb2")
+    """Caffe's Datum message, without importing pycaffe (whose import starts Caffe).
+
+    The generated module is loaded once a process: protobuf refuses to build caffe.proto twice.
+    """
+    loaded = sys.modules.get("caffe.proto.caffe_pb2") or sys.modules.get(_STANDALONE)
     if loaded is not None:
         return loaded.Datum
     spec = importlib.util.find_spec("caffe")
     if spec is None or spec.origin is None:
         raise UserError("pycaffe is not installed: no caffe package to read Datum records with")
     path = Path(spec.origin).parent / "proto" / "caffe_pb2.py"
-    module_spec = importlib.util.spec_from_file_location("_nanlayers_caffe_pb2", path)
+    module_spec = importlib.util.spec_from_file_location(_STANDALONE, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
+    sys.modules[_STANDALONE] = module
     return module.Datum
 
 
@@ -115,11 +120,25 @@ def survey_database(view: Path, backend: str, label: str, limit: int | None) -> 
     """The records of one pass; a UserError naming those Caffe would misread (``databases.check_records``)."""
     records, broken = _guarded(_survey_in_child, label, "record", view, backend, label, limit)
     if broken:
-        listed = "; ".join(broken[:MAX_LISTED])
-        more = f" (and {len(broken) - MAX_LISTED} more)" if len(broken) > MAX_LISTED else ""
-        what = f"{len(broken)} records" if len(broken) > 1 else "a record"
-        raise UserError(f"{label}: {what} that Caffe cannot read whole: {listed}{more}")
+        raise broken_records_error(label, broken)
     return records
+
+
+def broken_records_error(label: str, broken: list[str]) -> UserError:
+    """The one line for the records Caffe cannot read whole, each described as ``record N (key K) why``."""
+    listed = "; ".join(broken[:MAX_LISTED])
+    more = f" (and {len(broken) - MAX_LISTED} more)" if len(broken) > MAX_LISTED else ""
+    what = f"{len(broken)} records" if len(broken) > 1 else "a record"
+    return UserError(f"{label}: {what} that Caffe cannot read whole: {listed}{more}")
+
+
+def count_database(view: Path, backend: str, label: str) -> int:
+    """The records of one pass, none read: for a parallel scan, whose workers check each record."""
+    return _guarded(_count_in_child, label, "record", view, backend, label)
+
+
+def _count_in_child(report, mark_path, view, backend, label):
+    return databases.count_records(view, backend, label)
 
 
 def _survey_in_child(report, mark_path, view, backend, label, limit):
@@ -137,6 +156,17 @@ def _is_empty_in_child(report, mark_path, view, backend, label):
 
 def keys_at(view: Path, backend: str, label: str, positions) -> dict[int, bytes]:
     return _guarded(_keys_in_child, label, "record", view, backend, label, sorted(set(positions)))
+
+
+def range_starts(view: Path, backend: str, label: str, positions) -> tuple[dict[int, bytes], bytes]:
+    """The keys at ``positions`` and the first record's value: what a parallel scan's plan reads."""
+    return _guarded(_starts_in_child, label, "record", view, backend, label, sorted(set(positions)))
+
+
+def _starts_in_child(report, mark_path, view, backend, label, positions):
+    keys = databases.keys_at(view, backend, label, positions, _Mark(mark_path).passed)
+    first = next(databases.iter_items(view, backend, label), (None, b""))[1]
+    return keys, bytes(first)
 
 
 def _keys_in_child(report, mark_path, view, backend, label, positions):

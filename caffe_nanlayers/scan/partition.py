@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from caffe_nanlayers.proto_io import net_to_text
-from caffe_nanlayers.scan import databases, fast_path
+from caffe_nanlayers.scan import databases, fast_path, guarded_reads
 from caffe_nanlayers.scan.scan_net import build_scan_net
 
 # Below this many records a range is not worth a worker (a fresh interpreter, a few tenths of a second).
@@ -107,8 +107,12 @@ def plan(sources, copies, planned, label_of, workers: int, workdir: Path, pb2, p
 def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2) -> list[Task]:
     backend = "LMDB" if source.kind == "LMDB" else "LEVELDB"
     ranges = batch_ranges(count, source.batch_size, workers, MIN_RECORDS_PER_TASK)
-    keys = databases.keys_at(source.view, backend, source.label, [start for start, _ in ranges])
-    first_value = next(databases.iter_items(source.view, backend, source.label), (None, b""))[1]
+    keys, first_value = guarded_reads.range_starts(
+        source.view, backend, source.label, [start for start, _ in ranges]
+    )
+    # Records Caffe reads past the pass (a --limit rounded up to whole batches) are only checked
+    # whole, as the survey of the records does, by the last range.
+    past = 0 if source.surveyed else _checked(source) - count
     first = pb2.Datum()
     try:
         first.ParseFromString(first_value)
@@ -125,6 +129,8 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
             backend=backend,
             start_key=keys[start],
             count=length,
+            check_past=past if number == len(ranges) - 1 else 0,
+            survey=not source.surveyed,
             batch_size=source.batch_size,
             first_channels=first.channels,
             transform=transform,
@@ -132,6 +138,11 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
         )
         tasks.append(Task(index, start, length, "fast", (spec,), source.label))
     return tasks
+
+
+def _checked(source) -> int:
+    """The records of a database Caffe reads for the scan: a --limit rounded up to batches, or all."""
+    return source.records if source.checked is None else min(source.records, source.checked)
 
 
 def _unreadable_mean_file(layer, pb2) -> str | None:

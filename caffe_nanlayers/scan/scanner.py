@@ -17,6 +17,8 @@ from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.isolate import CaffeStopped, IsolatedWorker
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
+from caffe_nanlayers.scan.databases import format_key
+from caffe_nanlayers.scan.guarded_reads import broken_records_error
 from caffe_nanlayers.scan.label_ranges import label_ranges
 from caffe_nanlayers.scan.report import BadRecord, ScanReport, SourceSummary
 from caffe_nanlayers.scan.runner import run_scan_net
@@ -105,7 +107,11 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
         notes.append(f"top {label_range.top!r} checked as a label {label_range.describe()}")
 
     with tempfile.TemporaryDirectory(prefix="nanlayers-scan-") as workdir:
-        sources = [open_source(layer, Path(workdir), limit) for layer in choice.scanned]
+        # With workers, a database's records are checked by the workers that read them, not first
+        # in one pass here (which would bound the scan by one core): see ``Source.survey``.
+        sources = [
+            open_source(layer, Path(workdir), limit, survey=workers is None) for layer in choice.scanned
+        ]
         copies = []
         for layer, source in zip(choice.scanned, sources):
             copy, changed = deterministic_copy(layer, pb2, phase_value)
@@ -139,15 +145,29 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
             parallel = scan_in_parallel(
                 sources, copies, planned, config, workers, Path(workdir), pb2, phase_name, on_progress
             )
-        findings, scanned = parallel or _run(
-            worker, scan_net, phase_name, forwards, sources, planned, path, on_progress
-        )
+        if parallel is None:
+            for source in sources:
+                source.survey()
+            findings, scanned = _run(
+                worker, scan_net, phase_name, forwards, sources, planned, path, on_progress
+            )
+        else:
+            findings, scanned, broken = parallel
+            _refuse_broken_records(sources, broken)
         bad = _bad_records(findings + _damaged_images(sources, planned), sources)
     summaries = [
         SourceSummary(layer.name, s.kind, s.source, count, s.records)
         for layer, s, count in zip(choice.scanned, sources, scanned)
     ]
     return ScanReport(str(path), phase_name, summaries, bad, notes)
+
+
+def _refuse_broken_records(sources: list[Source], broken: list[list]) -> None:
+    """The survey's error for the first source whose workers met records Caffe cannot read whole."""
+    for source, records in zip(sources, broken):
+        if records:
+            described = [f"record {at} (key {format_key(key)}) {why}" for at, key, why in records]
+            raise broken_records_error(source.label, described)
 
 
 def _check_layer_types_available(layers, path) -> None:

@@ -35,6 +35,10 @@ class Source:
     damaged: list = dataclasses.field(default_factory=list)  # image_lists.ImageProblem Caffe trains on
     tops: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)  # what the user should know about this source
+    # A database's records are checked as Caffe will read them (``survey``) when it is opened, or, in a
+    # parallel scan, by the workers; ``checked`` is how many: a --limit rounded up to whole batches.
+    surveyed: bool = True
+    checked: int | None = None
 
     @property
     def label(self) -> str:
@@ -86,15 +90,25 @@ class Source:
             return None
         return f"{self.label}: {found}" if found else None
 
+    def survey(self) -> None:
+        """Check the records Caffe will read of a database opened with ``survey=False``, as opening does."""
+        if not self.surveyed:
+            guarded_reads.survey_database(self.view, self._backend, self.label, self.checked)
+            self.surveyed = True
+
     @property
     def _backend(self) -> str:
         return "LMDB" if self.kind == "LMDB" else "LEVELDB"
 
 
-def open_source(layer, workdir: Path, limit: int | None = None) -> Source:
-    """Check the layer's dataset the way Caffe will read it, count one pass, and prepare a view if needed."""
+def open_source(layer, workdir: Path, limit: int | None = None, survey: bool = True) -> Source:
+    """Check the layer's dataset the way Caffe will read it, count one pass, and prepare a view if needed.
+
+    ``survey=False`` leaves a database's records unread (only counted): the caller's workers check
+    them, or the caller calls ``Source.survey`` before Caffe reads them.
+    """
     if layer.type == "Data":
-        return _database(layer, workdir, limit)
+        return _database(layer, workdir, limit, survey)
     if layer.type == "HDF5Data":
         param = layer.hdf5_data_param
         label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
@@ -169,12 +183,15 @@ def _database_view(layer, workdir: Path) -> tuple[str, str, str, Path]:
     return backend, kind, label, view
 
 
-def _database(layer, workdir: Path, limit: int | None) -> Source:
+def _database(layer, workdir: Path, limit: int | None, survey: bool) -> Source:
     backend, kind, label, view = _database_view(layer, workdir)
     param = layer.data_param
     # Caffe reads whole batches: the records it reads for a --limit are all checked.
     checked = None if limit is None else math.ceil(limit / param.batch_size) * param.batch_size
-    records = guarded_reads.survey_database(view, backend, label, checked)
+    if survey:
+        records = guarded_reads.survey_database(view, backend, label, checked)
+    else:
+        records = guarded_reads.count_database(view, backend, label)
     if records == 0:
         raise UserError(_empty(label))
     notes = []
@@ -184,7 +201,17 @@ def _database(layer, workdir: Path, limit: int | None) -> Source:
             f"{label}: its MANIFEST does not list {', '.join(left_out)}; LevelDB (and Caffe) "
             "do not read them, so their records, if any, are not scanned"
         )
-    return Source(layer.name, kind, param.source, records, param.batch_size, view=view, notes=notes)
+    return Source(
+        layer.name,
+        kind,
+        param.source,
+        records,
+        param.batch_size,
+        view=view,
+        notes=notes,
+        surveyed=survey,
+        checked=checked,
+    )
 
 
 def _empty(label: str) -> str:

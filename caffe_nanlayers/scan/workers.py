@@ -66,6 +66,10 @@ class _Pool:
             try:
                 result = self._run(number, task)
             except BaseException as exc:
+                if task.kind == "fast" and isinstance(exc, Exception):
+                    # A reader that failed or died on the user's database: the single pass, whose
+                    # guarded survey comes first, names the record it could not read.
+                    exc = HandedOver(task.source, task.start, f"its worker failed: {exc}")
                 with self.lock:
                     if self.failure is None and not self.stopping.is_set():
                         self.failure = exc
@@ -136,24 +140,30 @@ class _Pool:
             raise self.failure
 
 
-def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[int]]:
-    """Run ``tasks`` (``partition.Task``) on ``workers`` processes: the findings and the records per source.
+def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[int], list[list]]:
+    """Run ``tasks`` (``partition.Task``) on ``workers`` processes: findings, records and broken records.
 
-    Findings come back with their source's index and their position in its pass, in no
-    particular order (the scanner sorts them). ``on_records(total)`` hears the records done by
-    all workers together. Raises ``HandedOver`` when a worker met a record for Caffe to judge.
+    Findings come back with their source's index and their position in its pass, sorted. The
+    records scanned and the broken records (``[position, key, why]`` for each record Caffe cannot
+    read whole, in pass order) are per source. ``on_records(total)`` hears the records done by all
+    workers together. Raises ``HandedOver`` when a worker met a record for Caffe to judge.
     """
     pool = _Pool(tasks, max(1, min(workers, len(tasks))), on_records)
     pool.run()
-    scanned = [0] * (1 + max((task.source for task in tasks), default=-1))
+    sources = 1 + max((task.source for task in tasks), default=-1)
+    scanned, broken = [0] * sources, [[] for _ in range(sources)]
     for number, task in enumerate(tasks):
         result = pool.results[number]
-        scanned[task.source] += result["records"] if task.kind == "fast" else result[0]
-    return sorted(pool.findings, key=_pass_order), scanned
+        if task.kind == "fast":
+            scanned[task.source] += result["records"]
+            broken[task.source].extend([task.start + at, key, why] for at, key, why in result["broken"])
+        else:
+            scanned[task.source] += result[0]
+    return sorted(pool.findings, key=_pass_order), scanned, [sorted(b) for b in broken]
 
 
 def scan_in_parallel(sources, copies, planned, config, workers, workdir, pb2, phase_name, on_progress):
-    """The findings and records per source of the scan run by ``workers`` processes, or None.
+    """``run_tasks``' findings, records and broken records of the scan run by ``workers`` processes, or None.
 
     None when a source cannot be split (the scan then runs in one Caffe process as before), or
     when a worker met a record only Caffe may judge (the scan hands the pass to Caffe, whose
