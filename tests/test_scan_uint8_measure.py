@@ -125,6 +125,7 @@ def test_a_scan_of_records_that_fail_the_proof_equals_caffes(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(partition, "MIN_RECORDS_PER_TASK", 8)
+    monkeypatch.setattr(partition, "MIN_PROVEN_RECORDS_PER_TASK", 8)
     mean = np.random.default_rng(3).uniform(0, 255, SHAPE).astype(np.float32)
     for where, value in mean_specials.items():
         mean[where] = value

@@ -36,6 +36,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(partition, "MIN_RECORDS_PER_TASK", 8)
+    monkeypatch.setattr(partition, "MIN_PROVEN_RECORDS_PER_TASK", 8)
     return tmp_path
 
 
@@ -169,6 +170,30 @@ def test_batch_ranges_start_batches_and_cover_the_pass():
         assert [s for s, _ in ranges] == sorted(s for s, _ in ranges)
 
 
+def test_coalesced_ranges_are_runs_of_whole_ranges():
+    ranges = partition.batch_ranges(1000, 8, 10, 1)
+    assert partition.coalesce(ranges, 1) == [(0, 1000)]
+    assert partition.coalesce(ranges, 0) == [(0, 1000)]
+    assert partition.coalesce(ranges, 99) == ranges
+    halves = partition.coalesce(ranges, 2)
+    assert [start for start, _ in halves] == [0, ranges[5][0]]
+    assert sum(count for _, count in halves) == 1000
+
+
+def test_raw_records_proven_finite_take_a_worker_for_many_more_records(caffe, workdir, capsys, monkeypatch):
+    # Read at the speed of parsing headers, a few thousand records are not worth a second worker.
+    monkeypatch.setattr(partition, "MIN_PROVEN_RECORDS_PER_TASK", 64)
+    planned = []
+    plan = partition.plan
+    monkeypatch.setattr(partition, "plan", lambda *a: planned.append(plan(*a)) or planned[-1])
+    write_lmdb(workdir / "raw", [uint8_datum(np.zeros((3, 6, 7)), label=1) for _ in range(100)])
+    write_lmdb(workdir / "floats", planted_records(100))
+    for name, ranges in (("raw", 1), ("floats", 4)):
+        (workdir / "net.prototxt").write_text(data_layer(name, transform="scale: 0.5") + CLASSIFIER)
+        scan_json(capsys, "net.prototxt", "--workers", "4")
+        assert len(planned[-1]) == ranges, name
+
+
 def test_file_runs_are_whole_files_balanced_by_rows():
     assert partition.file_runs([5, 5, 5, 5], 20, 2, 1) == [(0, 2, 0), (2, 4, 10)]
     assert partition.file_runs([50, 1, 1], 52, 3, 1) == [(0, 1, 0), (1, 2, 50), (2, 3, 51)]
@@ -196,7 +221,7 @@ def _children(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 def test_ctrl_c_stops_every_worker(caffe, workdir):
     pb2_datum = uint8_datum(np.zeros((1, 4, 4)), label=0)
-    write_lmdb(workdir / "db", [pb2_datum] * 60_000)
+    write_lmdb(workdir / "db", [pb2_datum] * 100_000)  # three ranges of proven-finite records
     (workdir / "net.prototxt").write_text(data_layer("db", batch=64))
     scan = subprocess.Popen(
         [sys.executable, "-m", "caffe_nanlayers.cli", "scan", "net.prototxt", "--workers", "3"],

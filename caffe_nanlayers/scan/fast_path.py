@@ -236,7 +236,8 @@ def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
 
     def add(finding: dict, record: int, top: str) -> None:
         batch, position = divmod(record, spec.batch_size)
-        finding.update(source=0, record=record, batch=batch, position=position, top=top)
+        # The key of the record being read: the parent names the record without walking the keys again.
+        finding.update(source=0, record=record, batch=batch, position=position, top=top, key=bytes(key))
         found.append(finding)
 
     for record, key, value in _records(spec):  # record: counted from the range's start, a batch's first

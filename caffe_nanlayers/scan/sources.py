@@ -57,10 +57,12 @@ class Source:
     def locate(self, findings: list[dict]) -> list[dict]:
         """Where each finding's record is, as plain fields: key, file+row, file+line+image, or batch+item."""
         if self.kind in ("LMDB", "LevelDB"):
+            # A worker that read the record gave its key; Caffe's layer gives positions only.
             keys = guarded_reads.keys_at(
-                self.view, self._backend, self.label, {f["record"] for f in findings}
+                self.view, self._backend, self.label, {f["record"] for f in findings if "key" not in f}
             )
-            return [{"key": databases.key_text(keys[f["record"]])} for f in findings]
+            named = [f["key"] if "key" in f else keys[f["record"]] for f in findings]
+            return [{"key": databases.key_text(key)} for key in named]
         if self.kind == "HDF5":
             return [
                 dict(zip(("file", "row"), hdf5_lists.locate_row(self.hdf5_files, f["record"])))
