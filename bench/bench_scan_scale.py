@@ -312,7 +312,7 @@ def run(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
         measured = fast_path_alone(tmp / "raw", raw_count, nan_mean)
         figures["raw_transformed_1_core"] = row(
             "raw",
-            "fast path alone, every record transformed (NaN mean), 1 core",
+            "fast path alone, every record measured (a NaN in the mean file), 1 core",
             measured,
             raw_count,
             ceiling,
@@ -331,7 +331,7 @@ def run(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
         for n in workers:
             streaming, total = timed_scan(tmp / "raw_nan_mean.prototxt", n, raw_count, every_record_bad=True)
             figures[f"raw_transformed_workers_{n}"] = row(
-                "raw, every record transformed (mean file with a NaN)",
+                "raw, every record measured (mean file with a NaN)",
                 f"scan --workers {n}",
                 total,
                 raw_count,
