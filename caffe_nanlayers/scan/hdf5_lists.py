@@ -24,6 +24,9 @@ ROWS_READ_AT_ONCE = 1024
 class Hdf5File:
     name: str  # as written in the list
     rows: int
+    # Per top: (the shape of a row, the stored numpy dtype), so that a split of the list needs no
+    # second pass over the files to know whether workers may read them.
+    layout: tuple = dataclasses.field(default=(), compare=False)
 
 
 def read_text_list(source: str, label: str, expected: str) -> str:
@@ -96,7 +99,7 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
             raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
         with handle:
             try:
-                files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+                files.append(Hdf5File(name, *_rows(handle, tops, f"{where}: {name!r}")))
             except UserError:
                 raise
             except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
@@ -135,8 +138,8 @@ def _h5_reason(exc: Exception) -> str:
     return match.group(1) if match else text
 
 
-def _rows(handle, tops: list[str], where: str) -> int:
-    rows = None
+def _rows(handle, tops: list[str], where: str) -> tuple[int, tuple]:
+    rows, layout = None, []
     for top in tops:
         dataset = _dataset(handle, top, where)
         if dataset is None or not hasattr(dataset, "shape"):
@@ -155,9 +158,10 @@ def _rows(handle, tops: list[str], where: str) -> int:
                 "every top needs one row per record"
             )
         rows = int(dataset.shape[0])
+        layout.append((tuple(dataset.shape[1:]), dataset.dtype))
     if rows == 0:
         raise UserError(f"{where}: holds 0 rows; Caffe would read past its end, remove it from the list")
-    return rows
+    return rows, tuple(layout)
 
 
 def _is_dataset(handle, name: str) -> bool:
