@@ -21,9 +21,10 @@ import threading
 
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.isolate import IsolatedWorker
-from caffe_nanlayers.scan import fast_path, partition, runner
+from caffe_nanlayers.scan import fast_path, hdf5_range, partition, runner
 
 JOIN_POLL_S = 0.1
+READERS = {"fast": fast_path.scan_range, "hdf5": hdf5_range.scan_range, "caffe": runner.run_scan_net}
 
 
 def default_workers() -> int:
@@ -73,7 +74,7 @@ class _Pool:
                 return
             with self.lock:
                 self.results[number] = result
-            if task.kind == "fast" and result is not None and result["handover"] is not None:
+            if task.kind != "caffe" and result is not None and result["handover"] is not None:
                 record, why = result["handover"]
                 with self.lock:
                     if self.failure is None:
@@ -106,7 +107,7 @@ class _Pool:
         try:
             with worker:
                 # A worker that dies (a Caffe CHECK, the kernel's OOM killer) is named with its range.
-                function = fast_path.scan_range if task.kind == "fast" else runner.run_scan_net
+                function = READERS[task.kind]
                 return worker.run(function, *task.args, on_message=receive, context=task.describe())
         finally:
             with self.lock:
@@ -148,7 +149,7 @@ def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[in
     scanned = [0] * (1 + max((task.source for task in tasks), default=-1))
     for number, task in enumerate(tasks):
         result = pool.results[number]
-        scanned[task.source] += result["records"] if task.kind == "fast" else result[0]
+        scanned[task.source] += result[0] if task.kind == "caffe" else result["records"]
     return sorted(pool.findings, key=_pass_order), scanned
 
 
