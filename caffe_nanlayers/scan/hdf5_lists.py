@@ -87,12 +87,18 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
     where a crash of HDF5 cannot erase it).
     """
     h5py = _h5py()
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
     files = []
     for index, (line, name) in enumerate(read_list(source, label)):
         where = f"{source}:{line}"
         path = _require_file(source, line, name)
         if on_file is not None:
             on_file(index, name.encode())
+        surveyed = _survey_clean_file(h5py, str(path), tops, access)
+        if surveyed is not None:
+            files.append(Hdf5File(name, *surveyed))
+            continue
         try:
             handle = h5py.File(str(path), "r")
         except OSError as exc:
@@ -107,6 +113,33 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
                     f"{where}: {name!r} is damaged ({_h5_reason(exc)}); Caffe cannot read it"
                 ) from None
     return files
+
+
+def _survey_clean_file(h5py, path: str, tops: list[str], access) -> tuple[int, tuple] | None:
+    """``_rows`` of a file that passes every check, through h5py's low-level calls; None otherwise.
+
+    The survey opens every listed file before the scan reads one, so its cost per file is a share of
+    the whole scan: h5py's high-level File and Group objects cost twice these calls. A file that
+    fails any check, or that these calls cannot open, is None: the high-level path then says why.
+    """
+    try:
+        fid = h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDONLY, fapl=access)
+    except Exception:
+        return None
+    try:
+        rows, layout = None, []
+        for top in tops:
+            dataset = h5py.h5d.open(fid, top.encode())
+            shape, dtype = dataset.shape, dataset.dtype
+            if dtype.kind not in "fiub" or len(shape) < 1 or rows not in (None, shape[0]):
+                return None
+            rows = int(shape[0])
+            layout.append((tuple(shape[1:]), dtype))
+        return (rows, tuple(layout)) if rows else None
+    except Exception:  # no such dataset, a group, a link to nothing, a damaged header
+        return None
+    finally:
+        fid.close()
 
 
 def _dataset(handle, name: str, where: str):
