@@ -105,24 +105,28 @@ def read_chunks(spec: Hdf5RangeSpec):
     """(first record, [rows of each top as float32]) for consecutive chunks of the range's rows.
 
     The arrays are reused from one chunk to the next: use them before asking for the next.
+    h5py's low-level calls, not its File and Dataset objects: a list of many small files is
+    read at the cost of HDF5's own opens and reads, not of h5py's bookkeeping around them.
     """
-    import h5py
+    from h5py import h5f, h5p
 
     row_sizes = [int(np.prod(shape, dtype=np.int64)) for shape in spec.row_shapes]
     if 0 in row_sizes:
         raise HandOver(0, "has a top with empty rows")
     chunk_rows = max(1, CHUNK_BYTES // (4 * max(row_sizes)))
+    access = h5p.create(h5p.FILE_ACCESS)
+    access.set_fclose_degree(h5f.CLOSE_STRONG)  # closing the file closes its datasets
     buffers: list = [None] * len(spec.tops)
     record = 0
     for name in spec.files:
         if record >= spec.count:
             break
         try:
-            handle = h5py.File(name, "r")
+            fid = h5f.open(name.encode(), h5f.ACC_RDONLY, fapl=access)
         except Exception as exc:  # Caffe's own layer, run on the list, says what it makes of the file
             raise HandOver(record, f"({name}) cannot be opened by h5py ({exc})") from None
-        with handle:
-            datasets = _datasets(handle, name, spec, record)
+        try:
+            datasets = _datasets(fid, name, spec, record)
             stored = datasets[0].shape[0]
             rows = min(stored, spec.count - record)
             for start in range(0, rows, chunk_rows):
@@ -133,8 +137,7 @@ def read_chunks(spec: Hdf5RangeSpec):
                         buffers[index] = np.empty((min(chunk_rows, rows), *shape), np.float32)
                     values = buffers[index][: end - start]
                     try:
-                        # HDF5 converts the stored type into the float32 array, as H5LTread_dataset_float.
-                        dataset.read_direct(values, None if end - start == stored else np.s_[start:end])
+                        _read_rows(dataset, start, values, whole=end - start == stored)
                     except Exception as exc:  # a damaged chunk: Caffe's own layer decides
                         top = spec.tops[index][0]
                         raise HandOver(
@@ -142,24 +145,43 @@ def read_chunks(spec: Hdf5RangeSpec):
                         ) from None
                     chunk.append(values)
                 yield record + start, chunk
+        finally:
+            fid.close()
         record += rows
 
 
-def _datasets(handle, name: str, spec: Hdf5RangeSpec, record: int) -> list:
+def _read_rows(dataset, start: int, values: np.ndarray, whole: bool) -> None:
+    """Rows ``start`` on of ``dataset`` into ``values``: H5Dread into float32, as H5LTread_dataset_float.
+
+    The memory type is the array's float32, so HDF5 converts the stored type itself, as it does
+    for Caffe (h5py's ``Dataset.read_direct`` makes the same call, with more Python around it).
+    """
+    from h5py import h5s
+
+    if whole:
+        dataset.read(h5s.ALL, h5s.ALL, values)
+        return
+    selected = dataset.get_space()
+    selected.select_hyperslab((start,) + (0,) * (values.ndim - 1), values.shape)
+    dataset.read(h5s.create_simple(values.shape), selected, values)
+
+
+def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
     """Each top's dataset of one file, or a HandOver where Caffe would read it otherwise or stop."""
+    from h5py import h5d
+
     datasets = []
     for (top, _), shape in zip(spec.tops, spec.row_shapes):
         try:
-            dataset = handle.get(top)
-        except Exception:  # a link to nothing, a damaged header
-            dataset = None
-        if dataset is None or not hasattr(dataset, "dtype"):
-            raise HandOver(record, f"({name}) has no dataset {top!r}")
-        if not type_is_checked(dataset.dtype):
-            raise HandOver(record, f"({name}) stores {top!r} as {dataset.dtype}, read by Caffe's own layer")
-        if dataset.shape[1:] != tuple(shape):
-            raise HandOver(record, f"({name}) has rows of {top!r} of shape {dataset.shape[1:]}, not {shape}")
-        if datasets and dataset.shape[0] != datasets[0].shape[0]:
+            dataset = h5d.open(fid, top.encode())
+        except Exception:  # no such name, a group, a link to nothing, a damaged header
+            raise HandOver(record, f"({name}) has no dataset {top!r} that h5py can open") from None
+        dtype, stored_shape = dataset.dtype, dataset.shape
+        if not type_is_checked(dtype):
+            raise HandOver(record, f"({name}) stores {top!r} as {dtype}, read by Caffe's own layer")
+        if len(stored_shape) < 1 or stored_shape[1:] != tuple(shape):
+            raise HandOver(record, f"({name}) has rows of {top!r} of shape {stored_shape[1:]}, not {shape}")
+        if datasets and stored_shape[0] != datasets[0].shape[0]:
             raise HandOver(record, f"({name}) has datasets of different row counts")
         datasets.append(dataset)
     if datasets[0].shape[0] == 0:
