@@ -11,6 +11,8 @@ that converted in numpy would fail here.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 import h5py
@@ -276,3 +278,17 @@ def test_a_worker_never_imports_pycaffe(tmp_path):
         result, caffe_modules = worker.run(modules_after_scan, spec)
     assert result == {"records": sum(ROWS), "handover": None}
     assert caffe_modules == []
+
+
+def crash(report, spec):
+    """A reader that dies as HDF5 may on a damaged file."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_worker_that_dies_hands_the_pass_to_caffe(tmp_path, monkeypatch):
+    tops = {"data": ("<f4", (2,))}
+    names = write_list(tmp_path, tops)
+    spec = spec_of(tmp_path, names, tops, sum(ROWS))
+    monkeypatch.setitem(workers.READERS, "hdf5", crash)
+    with pytest.raises(workers.HandedOver, match="ended its worker"):
+        workers.run_tasks([partition.Task(0, 0, spec.count, "hdf5", (spec,), "list")], 1)

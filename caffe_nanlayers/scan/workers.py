@@ -20,7 +20,7 @@ import queue
 import threading
 
 from caffe_nanlayers.caffe_net import import_caffe
-from caffe_nanlayers.isolate import IsolatedWorker
+from caffe_nanlayers.isolate import CaffeStopped, IsolatedWorker
 from caffe_nanlayers.scan import fast_path, hdf5_range, partition, runner
 
 JOIN_POLL_S = 0.1
@@ -66,6 +66,16 @@ class _Pool:
                 return
             try:
                 result = self._run(number, task)
+            except CaffeStopped as exc:
+                if task.kind != "caffe":
+                    # A reader of ours died (HDF5 on a damaged file): Caffe's own layer, run on the
+                    # pass, gives the answer a single process gives, with the record it stopped at.
+                    exc = HandedOver(task.source, task.start, f"ended its worker ({exc})")
+                with self.lock:
+                    if self.failure is None and not self.stopping.is_set():
+                        self.failure = exc
+                self.stop()
+                return
             except BaseException as exc:
                 with self.lock:
                     if self.failure is None and not self.stopping.is_set():
