@@ -21,7 +21,7 @@ import pytest
 
 from caffe_nanlayers.commands.scan import main
 from caffe_nanlayers.isolate import IsolatedWorker
-from caffe_nanlayers.scan import hdf5_range, partition, workers
+from caffe_nanlayers.scan import hdf5_lists, hdf5_range, partition, workers
 
 pytestmark = pytest.mark.caffe
 
@@ -292,3 +292,27 @@ def test_a_worker_that_dies_hands_the_pass_to_caffe(tmp_path, monkeypatch):
     monkeypatch.setitem(workers.READERS, "hdf5", crash)
     with pytest.raises(workers.HandedOver, match="ended its worker"):
         workers.run_tasks([partition.Task(0, 0, spec.count, "hdf5", (spec,), "list")], 1)
+
+
+def test_the_survey_notes_each_files_rows_shapes_and_types_the_same_by_either_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for number, (rows, dtype) in enumerate([(3, ">f8"), (2, "<i2")]):
+        with h5py.File(f"f{number}.h5", "w") as handle:
+            handle["data"] = np.zeros((rows, 2, 5), dtype)
+            handle["label"] = np.zeros(rows, np.uint8)
+    with h5py.File("f1.h5", "a") as handle:
+        handle["stored"] = handle["label"][...]
+        del handle["label"]
+        handle["label"] = h5py.SoftLink("/stored")  # followed by either path, as by Caffe
+    (tmp_path / "list.txt").write_text("f0.h5 f1.h5\n")
+
+    quick = hdf5_lists.inspect_files("list.txt", ["data", "label"], "src")
+    monkeypatch.setattr(hdf5_lists, "_survey_clean_file", lambda *args: None)  # the high-level path
+    slow = hdf5_lists.inspect_files("list.txt", ["data", "label"], "src")
+
+    for files in (quick, slow):
+        assert [(f.name, f.rows) for f in files] == [("f0.h5", 3), ("f1.h5", 2)]
+        assert [f.layout for f in files] == [
+            (((2, 5), np.dtype(">f8")), ((), np.dtype("u1"))),
+            (((2, 5), np.dtype("<i2")), ((), np.dtype("u1"))),
+        ]
