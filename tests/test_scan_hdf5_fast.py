@@ -316,3 +316,28 @@ def test_the_survey_notes_each_files_rows_shapes_and_types_the_same_by_either_pa
             (((2, 5), np.dtype(">f8")), ((), np.dtype("u1"))),
             (((2, 5), np.dtype("<i2")), ((), np.dtype("u1"))),
         ]
+
+
+def test_a_filter_only_h5py_has_is_read_by_caffe(caffe, workdir, capsys, task_kinds):
+    # LZF comes with h5py, not with the HDF5 Caffe links: Caffe stops where h5py would read on.
+    rows = np.ones((20, 3), np.float32)
+    with h5py.File("a.h5", "w") as handle:
+        handle.create_dataset("data", data=rows, compression="gzip", shuffle=True, fletcher32=True)
+    with h5py.File("b.h5", "w") as handle:
+        handle.create_dataset("data", data=rows, compression="lzf")
+    (workdir / "list.txt").write_text("a.h5\nb.h5\n")
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data"\n'
+        '  hdf5_data_param { source: "list.txt" batch_size: 4 } }\n'
+    )
+
+    code, out, err = scan_json_raw(capsys, "net.prototxt", "--no-fast-path")
+    assert code == 2 and "Failed to read float dataset data" in err
+    assert scan_json_raw(capsys, "net.prototxt", "--workers", "2") == (code, out, err)
+    assert task_kinds == [["hdf5"]]  # the workers began, and handed the pass over at b.h5
+
+
+def scan_json_raw(capsys, *argv):
+    code = main([*argv, "--json", "-q"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -22,7 +22,8 @@ for word those of a pass through Caffe.
 The files are read in chunks of rows, so a worker's memory is bounded
 whatever the size of a file. Whatever Caffe would refuse, or this module
 is not sure it reads the same way (another type class, another row shape
-than the first file's, an empty row), is not judged here: the worker stops
+than the first file's, an empty row, a compression filter that h5py has
+and Caffe's HDF5 may not), is not judged here: the worker stops
 and says where, and the scan hands the pass to Caffe's own layer. Nothing
 here imports pycaffe.
 """
@@ -45,6 +46,11 @@ CHUNK_BYTES = 8 << 20  # of float32 rows, per top: what a worker holds of a file
 CHECKED_TYPES = frozenset(
     [("f", 2), ("f", 4), ("f", 8)] + [(kind, size) for kind in "iu" for size in (1, 2, 4, 8)]
 )
+
+
+# H5Z_FILTER_DEFLATE, _SHUFFLE and _FLETCHER32: part of every HDF5 library (deflate with zlib, which
+# Debian's and h5py's both have). Any other filter goes to Caffe's own layer.
+PLAIN_FILTERS = frozenset({1, 2, 3})
 
 
 class HandOver(Exception):
@@ -177,6 +183,9 @@ def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
         except Exception:  # no such name, a group, a link to nothing, a damaged header
             raise HandOver(record, f"({name}) has no dataset {top!r} that h5py can open") from None
         dtype, stored_shape = dataset.dtype, dataset.shape
+        storage = _unplain_storage(dataset)
+        if storage:
+            raise HandOver(record, f"({name}) stores {top!r} {storage}, which Caffe's HDF5 may not read")
         if not type_is_checked(dtype):
             raise HandOver(record, f"({name}) stores {top!r} as {dtype}, read by Caffe's own layer")
         if len(stored_shape) < 1 or stored_shape[1:] != tuple(shape):
@@ -187,6 +196,26 @@ def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
     if datasets[0].shape[0] == 0:
         raise HandOver(record, f"({name}) holds no row")
     return datasets
+
+
+def _unplain_storage(dataset) -> str | None:
+    """How a dataset's storage differs from what every HDF5 library reads, or None.
+
+    h5py brings filters of its own (LZF) that the HDF5 Caffe links does not have: Caffe's read of
+    such a dataset fails a CHECK where h5py's succeeds, so the worker must not read it for Caffe.
+    """
+    from h5py import h5d
+
+    plist = dataset.get_create_plist()
+    if plist.get_layout() not in (h5d.CONTIGUOUS, h5d.CHUNKED, h5d.COMPACT):
+        return "as a virtual dataset"
+    if plist.get_external_count():
+        return "in external files"
+    for index in range(plist.get_nfilters()):
+        code = plist.get_filter(index)[0]
+        if code not in PLAIN_FILTERS:
+            return f"through filter {code}"
+    return None
 
 
 def _measure(values: np.ndarray, label, top: str, spec: Hdf5RangeSpec, first: int, findings: list) -> None:
