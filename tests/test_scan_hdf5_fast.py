@@ -341,3 +341,23 @@ def scan_json_raw(capsys, *argv):
     code = main([*argv, "--json", "-q"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def test_links_are_followed_within_a_file_and_handed_over_across_files(tmp_path):
+    tops = {"data": ("<f4", (2,))}
+    names = write_list(tmp_path, tops, rows=(3, 3))
+    with h5py.File(tmp_path / names[0], "a") as handle:
+        handle["stored"] = handle["data"][...]
+        del handle["data"]
+        handle["data"] = h5py.SoftLink("/stored")  # Caffe's H5LTfind_dataset finds the link: read
+    with h5py.File(tmp_path / names[1], "a") as handle:
+        del handle["data"]
+        handle["data"] = h5py.ExternalLink(str(tmp_path / names[0]), "/stored")
+    result = hdf5_range.scan_range(lambda message: None, spec_of(tmp_path, names, tops, 6))
+    assert result == {
+        "records": 3,
+        "handover": [3, f"({tmp_path / names[1]}) 'data' is a link to another file"],
+    }
+
+    nested = hdf5_range.Hdf5RangeSpec((str(tmp_path / names[0]),), 3, 4, 0, (("g/data", None),), ((2,),))
+    assert "names a path" in hdf5_range.scan_range(lambda message: None, nested)["handover"][1]

@@ -174,14 +174,22 @@ def _read_rows(dataset, start: int, values: np.ndarray, whole: bool) -> None:
 
 def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
     """Each top's dataset of one file, or a HandOver where Caffe would read it otherwise or stop."""
-    from h5py import h5d
+    from h5py import h5d, h5l
 
     datasets = []
     for (top, _), shape in zip(spec.tops, spec.row_shapes):
+        if "/" in top:
+            # Caffe's H5LTfind_dataset looks for the name among the links of the root group only,
+            # where h5py would follow the path into a group.
+            raise HandOver(record, f"({name}) top {top!r} names a path, which Caffe looks up otherwise")
         try:
+            link = fid.links.get_info(top.encode()).type
             dataset = h5d.open(fid, top.encode())
         except Exception:  # no such name, a group, a link to nothing, a damaged header
             raise HandOver(record, f"({name}) has no dataset {top!r} that h5py can open") from None
+        if link not in (h5l.TYPE_HARD, h5l.TYPE_SOFT):
+            # An external link is resolved against directories that differ between HDF5 versions.
+            raise HandOver(record, f"({name}) {top!r} is a link to another file")
         dtype, stored_shape = dataset.dtype, dataset.shape
         storage = _unplain_storage(dataset)
         if storage:
