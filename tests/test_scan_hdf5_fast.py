@@ -361,3 +361,13 @@ def test_links_are_followed_within_a_file_and_handed_over_across_files(tmp_path)
 
     nested = hdf5_range.Hdf5RangeSpec((str(tmp_path / names[0]),), 3, 4, 0, (("g/data", None),), ((2,),))
     assert "names a path" in hdf5_range.scan_range(lambda message: None, nested)["handover"][1]
+
+
+def test_an_enum_which_caffe_refuses_is_handed_over(tmp_path):
+    enum = h5py.enum_dtype({"cat": 0, "dog": 1}, basetype="i1")  # h5py reads it as int8
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        handle.create_dataset("data", data=np.zeros((4, 2), "i1"), dtype=enum)
+    with h5py.File(tmp_path / "a.h5", "r") as handle:
+        assert not hdf5_range.type_is_checked(handle["data"].dtype)
+    spec = spec_of(tmp_path, ["a.h5"], {"data": ("i1", (2,))}, 4)
+    assert "read by Caffe's own layer" in hdf5_range.scan_range(lambda message: None, spec)["handover"][1]

@@ -43,6 +43,7 @@ CHUNK_BYTES = 8 << 20  # of float32 rows, per top: what a worker holds of a file
 # The stored types whose conversion to float32 by HDF5 was held against Caffe's HDF5Data layer
 # (numpy kind and item size; either byte order). Others (long double, bool, which HDF5 stores as an
 # enum that Caffe refuses, strings, compounds) are read by Caffe's own layer.
+# Caffe reads the classes H5T_FLOAT and H5T_INTEGER only, and the worker checks the class as Caffe does.
 CHECKED_TYPES = frozenset(
     [("f", 2), ("f", 4), ("f", 8)] + [(kind, size) for kind in "iu" for size in (1, 2, 4, 8)]
 )
@@ -64,7 +65,9 @@ class HandOver(Exception):
 
 def type_is_checked(dtype) -> bool:
     """Whether HDF5's conversion of this stored type to float32 is the one held against Caffe."""
-    return (dtype.kind, dtype.itemsize) in CHECKED_TYPES and not dtype.fields and dtype.shape == ()
+    # h5py gives an enum its base integer type, with the members as metadata: Caffe refuses enums.
+    plain = dtype.metadata is None and not dtype.fields and dtype.shape == ()
+    return plain and (dtype.kind, dtype.itemsize) in CHECKED_TYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +177,7 @@ def _read_rows(dataset, start: int, values: np.ndarray, whole: bool) -> None:
 
 def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
     """Each top's dataset of one file, or a HandOver where Caffe would read it otherwise or stop."""
-    from h5py import h5d, h5l
+    from h5py import h5d, h5l, h5t
 
     datasets = []
     for (top, _), shape in zip(spec.tops, spec.row_shapes):
@@ -194,7 +197,7 @@ def _datasets(fid, name: str, spec: Hdf5RangeSpec, record: int) -> list:
         storage = _unplain_storage(dataset)
         if storage:
             raise HandOver(record, f"({name}) stores {top!r} {storage}, which Caffe's HDF5 may not read")
-        if not type_is_checked(dtype):
+        if dataset.get_type().get_class() not in (h5t.INTEGER, h5t.FLOAT) or not type_is_checked(dtype):
             raise HandOver(record, f"({name}) stores {top!r} as {dtype}, read by Caffe's own layer")
         if len(stored_shape) < 1 or stored_shape[1:] != tuple(shape):
             raise HandOver(record, f"({name}) has rows of {top!r} of shape {stored_shape[1:]}, not {shape}")
