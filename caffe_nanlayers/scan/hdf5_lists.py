@@ -24,6 +24,9 @@ ROWS_READ_AT_ONCE = 1024
 class Hdf5File:
     name: str  # as written in the list
     rows: int
+    # Per top: (the shape of a row, the stored numpy dtype), so that a split of the list needs no
+    # second pass over the files to know whether workers may read them.
+    layout: tuple = dataclasses.field(default=(), compare=False)
 
 
 def read_text_list(source: str, label: str, expected: str) -> str:
@@ -84,19 +87,25 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
     where a crash of HDF5 cannot erase it).
     """
     h5py = _h5py()
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
     files = []
     for index, (line, name) in enumerate(read_list(source, label)):
         where = f"{source}:{line}"
         path = _require_file(source, line, name)
         if on_file is not None:
             on_file(index, name.encode())
+        surveyed = _survey_clean_file(h5py, str(path), tops, access)
+        if surveyed is not None:
+            files.append(Hdf5File(name, *surveyed))
+            continue
         try:
             handle = h5py.File(str(path), "r")
         except OSError as exc:
             raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
         with handle:
             try:
-                files.append(Hdf5File(name, _rows(handle, tops, f"{where}: {name!r}")))
+                files.append(Hdf5File(name, *_rows(handle, tops, f"{where}: {name!r}")))
             except UserError:
                 raise
             except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
@@ -104,6 +113,33 @@ def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> lis
                     f"{where}: {name!r} is damaged ({_h5_reason(exc)}); Caffe cannot read it"
                 ) from None
     return files
+
+
+def _survey_clean_file(h5py, path: str, tops: list[str], access) -> tuple[int, tuple] | None:
+    """``_rows`` of a file that passes every check, through h5py's low-level calls; None otherwise.
+
+    The survey opens every listed file before the scan reads one, so its cost per file is a share of
+    the whole scan: h5py's high-level File and Group objects cost twice these calls. A file that
+    fails any check, or that these calls cannot open, is None: the high-level path then says why.
+    """
+    try:
+        fid = h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDONLY, fapl=access)
+    except Exception:
+        return None
+    try:
+        rows, layout = None, []
+        for top in tops:
+            dataset = h5py.h5d.open(fid, top.encode())
+            shape, dtype = dataset.shape, dataset.dtype
+            if dtype.kind not in "fiub" or len(shape) < 1 or rows not in (None, shape[0]):
+                return None
+            rows = int(shape[0])
+            layout.append((tuple(shape[1:]), dtype))
+        return (rows, tuple(layout)) if rows else None
+    except Exception:  # no such dataset, a group, a link to nothing, a damaged header
+        return None
+    finally:
+        fid.close()
 
 
 def _dataset(handle, name: str, where: str):
@@ -135,8 +171,8 @@ def _h5_reason(exc: Exception) -> str:
     return match.group(1) if match else text
 
 
-def _rows(handle, tops: list[str], where: str) -> int:
-    rows = None
+def _rows(handle, tops: list[str], where: str) -> tuple[int, tuple]:
+    rows, layout = None, []
     for top in tops:
         dataset = _dataset(handle, top, where)
         if dataset is None or not hasattr(dataset, "shape"):
@@ -155,9 +191,10 @@ def _rows(handle, tops: list[str], where: str) -> int:
                 "every top needs one row per record"
             )
         rows = int(dataset.shape[0])
+        layout.append((tuple(dataset.shape[1:]), dataset.dtype))
     if rows == 0:
         raise UserError(f"{where}: holds 0 rows; Caffe would read past its end, remove it from the list")
-    return rows
+    return rows, tuple(layout)
 
 
 def _is_dataset(handle, name: str) -> bool:

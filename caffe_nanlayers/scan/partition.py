@@ -4,8 +4,10 @@ Every range starts at the first record of a batch, because Caffe shapes
 each batch after its first record and a worker must judge a record against
 the same first record Caffe would. A Data layer's range is read by the fast
 path (``fast_path``) from its first key; an HDF5 list is split into runs of
-whole files, each read by Caffe's own HDF5Data layer from a list of its own
-(Caffe cannot start inside a file). A range knows where it starts in its
+whole files, each read with h5py (``hdf5_range``) or, for what only Caffe is
+trusted to read (a stored type whose conversion was not held against
+Caffe, a transform_param), by Caffe's own HDF5Data layer from a list of its
+own (Caffe cannot start inside a file). A range knows where it starts in its
 source's pass, so the parent turns each worker's positions back into the
 pass's, and the report is the one a single process would write.
 
@@ -20,7 +22,7 @@ import math
 from pathlib import Path
 
 from caffe_nanlayers.proto_io import net_to_text
-from caffe_nanlayers.scan import databases, fast_path, guarded_reads
+from caffe_nanlayers.scan import databases, fast_path, guarded_reads, hdf5_range
 from caffe_nanlayers.scan.scan_net import build_scan_net
 
 # Below this many records a range is not worth a worker (a fresh interpreter, a few tenths of a second).
@@ -36,7 +38,9 @@ class Task:
     source: int
     start: int
     count: int
-    kind: str  # "fast": fast_path.scan_range(spec); "caffe": runner.run_scan_net(net text, phase, forwards)
+    # "fast": fast_path.scan_range(spec); "hdf5": hdf5_range.scan_range(spec);
+    # "caffe": runner.run_scan_net(net text, phase, forwards)
+    kind: str
     args: tuple
     label: str = ""  # the source, as error messages name it
 
@@ -180,18 +184,43 @@ def _unreadable_mean_file(layer, pb2) -> str | None:
 
 
 def _same_row_shapes(files, tops: list[str]) -> bool:
-    import h5py
+    # The survey of the list (hdf5_lists.inspect_files) noted each file's row shapes: no second pass.
+    return len({tuple(shape for shape, _ in entry.layout) for entry in files}) <= 1
 
-    shapes = set()
+
+def _why_caffe_reads(layer, files) -> str | None:
+    """Why Caffe's own HDF5Data layer, not h5py in a worker, must read this list's runs; None if h5py may."""
+    if layer.HasField("transform_param"):
+        return "it sets a transform_param, which Caffe refuses for HDF5Data"
     for entry in files:
-        with h5py.File(entry.name, "r") as handle:
-            shapes.add(tuple(handle[top].shape[1:] for top in tops))
-    return len(shapes) <= 1
+        for shape, dtype in entry.layout:
+            if not hdf5_range.type_is_checked(dtype):
+                return (
+                    f"{entry.name!r} stores {dtype}, whose conversion to float only Caffe's layer is held to"
+                )
+            if 0 in shape:
+                return f"{entry.name!r} has empty rows"
+    return None
 
 
 def _hdf5_tasks(index, layer, source, count, label_of, workers, workdir, pb2, phase_name) -> list[Task]:
     rows = [entry.rows for entry in source.hdf5_files]
     runs = file_runs(rows, count, workers, MIN_RECORDS_PER_TASK)
+    if _why_caffe_reads(layer, source.hdf5_files) is None:
+        tops = tuple((top, label_of.get(top)) for top in layer.top)
+        row_shapes = tuple(shape for shape, _ in source.hdf5_files[0].layout)
+        tasks = []
+        for first_file, end_file, start in runs:
+            spec = hdf5_range.Hdf5RangeSpec(
+                files=tuple(str(Path(e.name).absolute()) for e in source.hdf5_files[first_file:end_file]),
+                count=min(sum(rows[first_file:end_file]), count - start),
+                batch_size=source.batch_size,
+                first_record=start,
+                tops=tops,
+                row_shapes=row_shapes,
+            )
+            tasks.append(Task(index, start, spec.count, "hdf5", (spec,), source.label))
+        return tasks
     tasks = []
     for number, (first_file, end_file, start) in enumerate(runs):
         names = [entry.name for entry in source.hdf5_files[first_file:end_file]]

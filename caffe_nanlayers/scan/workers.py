@@ -21,9 +21,10 @@ import threading
 
 from caffe_nanlayers.caffe_net import import_caffe
 from caffe_nanlayers.isolate import IsolatedWorker
-from caffe_nanlayers.scan import fast_path, partition, runner
+from caffe_nanlayers.scan import fast_path, hdf5_range, partition, runner
 
 JOIN_POLL_S = 0.1
+READERS = {"fast": fast_path.scan_range, "hdf5": hdf5_range.scan_range, "caffe": runner.run_scan_net}
 
 
 def default_workers() -> int:
@@ -66,9 +67,10 @@ class _Pool:
             try:
                 result = self._run(number, task)
             except BaseException as exc:
-                if task.kind == "fast" and isinstance(exc, Exception):
-                    # A reader that failed or died on the user's database: the single pass, whose
-                    # guarded survey comes first, names the record it could not read.
+                if task.kind != "caffe" and isinstance(exc, Exception):
+                    # A reader of ours that failed or died on the user's data (HDF5 on a damaged
+                    # file, LMDB on a corrupt page): the single pass, whose guarded checks come
+                    # first, names the record it could not read, as one process does.
                     exc = HandedOver(task.source, task.start, f"its worker failed: {exc}")
                 with self.lock:
                     if self.failure is None and not self.stopping.is_set():
@@ -77,7 +79,7 @@ class _Pool:
                 return
             with self.lock:
                 self.results[number] = result
-            if task.kind == "fast" and result is not None and result["handover"] is not None:
+            if task.kind != "caffe" and result is not None and result["handover"] is not None:
                 record, why = result["handover"]
                 with self.lock:
                     if self.failure is None:
@@ -110,7 +112,7 @@ class _Pool:
         try:
             with worker:
                 # A worker that dies (a Caffe CHECK, the kernel's OOM killer) is named with its range.
-                function = fast_path.scan_range if task.kind == "fast" else runner.run_scan_net
+                function = READERS[task.kind]
                 return worker.run(function, *task.args, on_message=receive, context=task.describe())
         finally:
             with self.lock:
@@ -154,11 +156,12 @@ def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[in
     scanned, broken = [0] * sources, [[] for _ in range(sources)]
     for number, task in enumerate(tasks):
         result = pool.results[number]
-        if task.kind == "fast":
-            scanned[task.source] += result["records"]
-            broken[task.source].extend([task.start + at, key, why] for at, key, why in result["broken"])
-        else:
+        if task.kind == "caffe":
             scanned[task.source] += result[0]
+        else:
+            scanned[task.source] += result["records"]
+            found = result.get("broken", [])
+            broken[task.source].extend([task.start + at, key, why] for at, key, why in found)
     return sorted(pool.findings, key=_pass_order), scanned, [sorted(b) for b in broken]
 
 
