@@ -19,9 +19,13 @@ ImageNet-sized records at the speed of parsing them. A mean file holding a
 NaN, or a scale of inf, fails that proof and then every record is
 transformed and measured, as Caffe would deliver it.
 
+An encoded record (a JPEG or PNG) is decoded here with the OpenCV Caffe
+links (``encoded_records``) and then judged as a raw record of the decoded
+shape: a decoded image is uint8 too.
+
 Whatever Caffe would refuse (a record that does not parse, a size that does
-not match its shape, a shape that does not fit its batch, an encoded image,
-a mean file of another shape) is not judged here: the worker stops and says
+not match its shape, a shape that does not fit its batch, an image that
+does not decode, a mean file of another shape) is not judged here: the worker stops and says
 where, and the scan hands the whole pass to Caffe's own layer, whose answer
 (usually the CHECK that stops it) is the scan's answer too.
 """
@@ -34,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caffe_nanlayers.scan import encoded_records
 from caffe_nanlayers.scan.datum_wire import read_header
 
 PROGRESS_INTERVAL_S = 0.2
@@ -164,6 +169,7 @@ class RangeSpec:
     first_channels: int  # of the first record of the whole pass (Caffe's mean_value replication)
     transform: Transform  # built by the parent, which read the mean file
     tops: tuple  # ((top name, label config or None), ...): data, then label when the layer has one
+    decoding: encoded_records.Decoding = dataclasses.field(default_factory=encoded_records.Decoding)
 
 
 def _records(spec: RangeSpec):
@@ -229,7 +235,11 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
 
     for record, value in _records(spec):  # record: counted from the range's start, a batch's first
         header = read_header(value)
-        if header is not None and header.data_size and not header.encoded:
+        if header is not None and header.encoded:
+            start = header.data_offset
+            shape, pixels = _decoded(spec, value[start : start + header.data_size], record)
+            label, size, floats = header.label, pixels.size, None
+        elif header is not None and header.data_size:
             # The common record, raw uint8: its pixels are a view of the record, read only if needed.
             shape, label, size = (
                 (header.channels, header.height, header.width),
@@ -245,13 +255,16 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
                 datum.ParseFromString(value)
             except Exception as exc:  # protobuf's DecodeError differs between its implementations
                 raise HandOver(record, f"is not a Datum ({exc})") from None
+            label = datum.label
             if datum.encoded:
-                raise HandOver(record, "is an encoded image, decoded by Caffe's OpenCV")
-            shape, label = (datum.channels, datum.height, datum.width), datum.label
-            raw = datum.data  # Caffe reads data when it is not empty, float_data otherwise
-            pixels = np.frombuffer(raw, np.uint8) if raw else None
-            floats = None if raw else datum.float_data
-            size = len(raw) if raw else len(floats)
+                shape, pixels = _decoded(spec, datum.data, record)
+                size, floats = pixels.size, None
+            else:
+                shape = (datum.channels, datum.height, datum.width)
+                raw = datum.data  # Caffe reads data when it is not empty, float_data otherwise
+                pixels = np.frombuffer(raw, np.uint8) if raw else None
+                floats = None if raw else datum.float_data
+                size = len(raw) if raw else len(floats)
         refusal = transform.refusal(shape, spec.first_channels)
         if refusal:
             raise HandOver(record, refusal)
@@ -283,6 +296,14 @@ def _scan_range(report, spec: RangeSpec, done: list) -> None:
             report(("progress", None, done[0], findings[sent:]))
             sent, last_report = len(findings), now
     report(("progress", None, done[0], findings[sent:]))
+
+
+def _decoded(spec: RangeSpec, data, record: int):
+    """An encoded record's shape and CHW pixels, decoded as Caffe decodes it, or the hand-over."""
+    try:
+        return encoded_records.decode(data, spec.decoding, spec.transform)
+    except encoded_records.Refused as refused:
+        raise HandOver(record, str(refused)) from None
 
 
 def label_is_bad(label: int, config: dict) -> bool:

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 
 from caffe_nanlayers.proto_io import net_to_text
-from caffe_nanlayers.scan import databases, fast_path
+from caffe_nanlayers.scan import databases, encoded_records, fast_path
 from caffe_nanlayers.scan.scan_net import build_scan_net
 
 # Below this many records a range is not worth a worker (each imports pycaffe, about a second).
@@ -116,6 +116,7 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
         pass  # the worker that meets it hands the pass to Caffe
     tops = tuple((top, label_of.get(top)) for top in layer.top)
     transform = fast_path.Transform.of(layer.transform_param, pb2)
+    decoding = encoded_records.Decoding.of(layer.transform_param)
     tasks = []
     for number, (start, length) in enumerate(ranges):
         # LevelDB allows one process at a time in a directory: each worker has a view of its own.
@@ -126,9 +127,10 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
             start_key=keys[start],
             count=length,
             batch_size=source.batch_size,
-            first_channels=first.channels,
+            first_channels=encoded_records.first_channels(first, decoding),
             transform=transform,
             tops=tops,
+            decoding=decoding,
         )
         tasks.append(Task(index, start, length, "fast", (spec,), source.label))
     return tasks
