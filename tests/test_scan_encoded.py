@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 from PIL import Image
-from scan_datasets import float_datum, write_lmdb
+from scan_datasets import write_lmdb
 
 from caffe_nanlayers.proto_io import caffe_pb2
-from caffe_nanlayers.scan import encoded_records, fast_path, opencv_decode, partition
+from caffe_nanlayers.scan import encoded_records, fast_path, opencv_decode
 
 pytestmark = pytest.mark.caffe
 
@@ -231,6 +231,3 @@ def test_first_channels_are_the_decoded_images(decoder):
 def test_a_missing_library_hands_encoded_records_to_caffe(tmp_path):
     loaded, why = opencv_decode.load(prefix=str(tmp_path))
     assert loaded is None and str(tmp_path) in why
-
-
-_ = float_datum, partition  # used by the scan tests below

@@ -26,7 +26,8 @@ import dataclasses
 
 import numpy as np
 
-from caffe_nanlayers.scan import opencv_decode
+from caffe_nanlayers.scan import databases, opencv_decode
+from caffe_nanlayers.scan.datum_wire import read_header
 
 
 class Refused(Exception):
@@ -111,3 +112,27 @@ def first_channels(datum, decoding: Decoding) -> int:
 class _NoTransform:
     mean = None
     crop_size = 0
+
+
+def missing_decoder_notes(layers, sources) -> list[str]:
+    """A note for each database whose first record is encoded when this venv has no decoder.
+
+    Its workers then hand every pass to Caffe's own layer, in one process: the user is told why
+    the scan did not use the cores it was given, and what installs the decoder.
+    """
+    loaded, why = opencv_decode.load()
+    if loaded is not None:
+        return []
+    notes = []
+    for layer, source in zip(layers, sources):
+        if source.kind not in ("LMDB", "LevelDB"):
+            continue
+        backend = "LMDB" if source.kind == "LMDB" else "LEVELDB"
+        first = next(databases.iter_items(source.view, backend, source.label), (None, b""))[1]
+        header = read_header(first)
+        if header is not None and header.encoded:
+            notes.append(
+                f"layer {layer.name!r} holds encoded images and {why} (scripts/dev setup builds it): "
+                "Caffe's own layer decodes them, in one process"
+            )
+    return notes

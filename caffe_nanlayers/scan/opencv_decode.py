@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 LIBRARY_NAME = "libnanlayers_opencv_decode.so"
+# A library compiled against another OpenCV (that of a Caffe the user built) is named here.
+LIBRARY_ENV = "CAFFE_NANLAYERS_OPENCV_DECODE"
 # cv::ImreadModes, as Caffe passes them: DecodeDatumToCVMatNative uses -1, DecodeDatumToCVMat
 # CV_LOAD_IMAGE_COLOR or CV_LOAD_IMAGE_GRAYSCALE.
 IMREAD_UNCHANGED, IMREAD_GRAYSCALE, IMREAD_COLOR = -1, 0, 1
@@ -28,7 +31,9 @@ MESSAGE_SIZE = 512
 
 
 def library_path(prefix: str | None = None) -> Path:
-    """Where the set-up installs the library: beside the venv's Python packages, one per venv."""
+    """Where the set-up installs the library (one per venv, under its prefix), or where $LIBRARY_ENV says."""
+    if prefix is None and os.environ.get(LIBRARY_ENV):
+        return Path(os.environ[LIBRARY_ENV])
     return Path(prefix or sys.prefix) / "lib" / "caffe-nanlayers" / LIBRARY_NAME
 
 
