@@ -152,3 +152,17 @@ def test_without_the_decoder_caffe_reads_the_jpegs_and_a_note_says_why(caffe, wo
     notes = [n for n in report["notes"] if n not in reference["notes"]]
     assert len(notes) == 1 and "encoded images" in notes[0] and str(missing) in notes[0]
     assert {**report, "notes": reference["notes"]} == reference
+
+
+def test_encoded_records_without_a_shape_in_their_header_are_read_as_caffe_reads_them(caffe, workdir, capsys):
+    """Caffe takes an encoded Datum's shape from the image: a header left at 0x0x0 is no error."""
+    values = [
+        encoded_datum(encode(smooth(12, 12, 3, i), "JPEG"), (0, 0, 0), 7 if i == 13 else i % 5)
+        for i in range(24)
+    ]
+    write_lmdb(workdir / "db", values)
+    (workdir / "net.prototxt").write_text(net())
+
+    code, report, err = same_as_caffe(capsys)
+
+    assert (code, [entry["record"] for entry in report["bad"]]) == (1, [13]), err
