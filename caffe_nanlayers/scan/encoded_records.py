@@ -48,16 +48,24 @@ class Decoding:
             return cls(
                 refusal="sets both force_color and force_gray, which Caffe refuses for encoded records"
             )
-        if not param.crop_size and (param.crop_h or param.crop_w):
+        if not param.crop_size and (_is_set(param, "crop_h") or _is_set(param, "crop_w")):
             return cls(refusal="sets crop_h / crop_w, which Caffe applies to encoded images only")
         for field in ("old_resize_param", "noise_param"):
-            if param.HasField(field):
+            if _is_set(param, field):
                 return cls(refusal=f"sets {field}, which Caffe applies to encoded images only")
         if param.force_color:
             return cls(flag=opencv_decode.IMREAD_COLOR)
         if param.force_gray:
             return cls(flag=opencv_decode.IMREAD_GRAYSCALE)
         return cls()
+
+
+def _is_set(param, name: str) -> bool:
+    """Whether a field of this fork's TransformationParameter is set (BVLC's caffe.proto has none of them)."""
+    field = param.DESCRIPTOR.fields_by_name.get(name)
+    if field is None:
+        return False
+    return param.HasField(name) if field.message_type is not None else bool(getattr(param, name))
 
 
 def decoder() -> opencv_decode.Decoder:
