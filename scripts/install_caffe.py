@@ -776,7 +776,7 @@ def install_opencv_decoder(progress: Progress, probe: dict, cache_root: Path) ->
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             partial = cached.with_name(f".{DECODE_LIBRARY}.tmp{os.getpid()}")
-            progress.run("compile the scan's OpenCV decoder", [decode_compile_command(partial)])
+            progress.run("compile opencv_decode.cpp", [decode_compile_command(partial)])
             os.replace(partial, cached)
     target.parent.mkdir(parents=True, exist_ok=True)
     copy_atomically(cached, target)
