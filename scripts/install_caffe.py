@@ -168,6 +168,15 @@ def zoom(*args, **kwargs):
 
     return scipy_zoom(*args, **kwargs)
 """
+# The scan's workers decode encoded Datums with Caffe's own OpenCV without
+# loading Caffe: a small library around cv::imdecode, compiled against the
+# system OpenCV that _caffe.so links and installed into the venv where
+# caffe_nanlayers/scan/opencv_decode.py looks for it. Its source is in the
+# package; it is compiled once per source and OpenCV, and cached.
+DECODE_SOURCE = Path(__file__).resolve().parent.parent / "caffe_nanlayers" / "scan" / "opencv_decode.cpp"
+DECODE_LIBRARY = "libnanlayers_opencv_decode.so"
+DECODE_OPENCV_LIBRARIES = ["opencv_imgcodecs", "opencv_core"]
+
 # Bumped when what install_into_venv does to the cached package changes, so
 # that venvs installed the old way are installed again.
 INSTALL_REVISION = "1"
@@ -236,7 +245,8 @@ def venv_probe(python: str) -> dict:
         "info = {'version': '%d.%d' % sys.version_info[:2],"
         " 'include': sysconfig.get_paths()['include'],"
         " 'purelib': sysconfig.get_paths()['purelib'], 'executable': sys.executable,"
-        " 'base_prefix': sys.base_prefix, 'libdir': sysconfig.get_config_var('LIBDIR'),"
+        " 'base_prefix': sys.base_prefix, 'prefix': sys.prefix,"
+        " 'libdir': sysconfig.get_config_var('LIBDIR'),"
         " 'ldlibrary': sysconfig.get_config_var('LDLIBRARY')}\n"
         "try:\n"
         "    import numpy\n"
@@ -724,6 +734,58 @@ def check_tools(probe: dict) -> None:
         )
 
 
+def decode_library_target(probe: dict) -> Path:
+    """Where caffe_nanlayers.scan.opencv_decode looks for the library: under the venv's prefix."""
+    return Path(probe["prefix"]) / "lib" / "caffe-nanlayers" / DECODE_LIBRARY
+
+
+def decode_library_key() -> str:
+    """The decoder's cache key: its source and the OpenCV it links (the versioned file names)."""
+    material = [DECODE_SOURCE.read_text()]
+    material += [find_library([name]).name for name in DECODE_OPENCV_LIBRARIES]
+    material += opencv_include_dirs()
+    return hashlib.sha256("|".join(material).encode()).hexdigest()[:12]
+
+
+def decode_compile_command(output: Path) -> list[str]:
+    includes = [f"-I{d}" for d in opencv_include_dirs()]
+    libraries = [f"-l{name}" for name in DECODE_OPENCV_LIBRARIES]
+    return [
+        "g++",
+        "-std=c++14",
+        "-O2",
+        "-shared",
+        "-fPIC",
+        *includes,
+        str(DECODE_SOURCE),
+        "-o",
+        str(output),
+        *libraries,
+    ]
+
+
+def install_opencv_decoder(progress: Progress, probe: dict, cache_root: Path) -> None:
+    """Compile (once per source and OpenCV, cached) and install the scan's OpenCV decoder into the venv."""
+    target = decode_library_target(probe)
+    key = decode_library_key()
+    stamp = target.with_name(target.name + ".key")
+    if target.exists() and stamp.exists() and stamp.read_text().strip() == key:
+        return
+    cached = cache_root / f"opencv-decode-{key}" / DECODE_LIBRARY
+    with CacheLock(cache_root / f"opencv-decode-{key}.lock", progress):
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f".{DECODE_LIBRARY}.tmp{os.getpid()}")
+            progress.run("compile opencv_decode.cpp", [decode_compile_command(partial)])
+            os.replace(partial, cached)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copy_atomically(cached, target)
+    tmp_stamp = stamp.with_name(f".{stamp.name}.tmp{os.getpid()}")
+    tmp_stamp.write_text(key + "\n")
+    os.replace(tmp_stamp, stamp)
+    progress.say(f"the scan's OpenCV decoder installed: {target}")
+
+
 class CacheLock:
     """An exclusive lock on one cache key: two set-ups of the same key take turns.
 
@@ -795,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         key = cache_key(probe)
         stamp = installed_stamp(probe)
         if not force and stamp == install_stamp(key) and tools_installed(probe):
+            install_opencv_decoder(progress, probe, cache_root)
             progress.say(f"this recipe's Caffe and tools are installed already ({key})")
             return 0
         if not force and stamp is None:
@@ -816,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
                 tail = "\n".join("    " + line for line in detail.splitlines()[-LOG_TAIL_LINES:])
                 raise StepFailed(f"the installed caffe does not work:\n{tail}")
             check_tools(probe)
+        install_opencv_decoder(progress, probe, cache_root)
         progress.say(
             f"Caffe ready in {time.monotonic() - t0:.1f} s: {detail}, tools in {venv_bin_dir(probe)}"
         )

@@ -281,11 +281,13 @@ def datum_problem(value: bytes, datum_class, expected_shape: tuple[int, int, int
 
 def parsed_datum_problem(datum, expected_shape: tuple[int, int, int] | None) -> str | None:
     """``datum_problem`` of a Datum already parsed."""
+    if datum.encoded:
+        # Decoded by OpenCV inside Caffe, which reads its shape from the image, never from the
+        # header: scripts that write encoded Datums often leave channels, height and width unset.
+        return None
     shape = (datum.channels, datum.height, datum.width)
     if datum.channels <= 0 or datum.height <= 0 or datum.width <= 0:
         return f"is not a valid Datum (channels, height, width = {shape})"
-    if datum.encoded:
-        return None  # decoded by OpenCV inside Caffe; its size is known only then
     size = datum.channels * datum.height * datum.width
     if datum.data and len(datum.data) != size:
         return f"holds {len(datum.data)} bytes of data for shape {shape} ({size} expected)"

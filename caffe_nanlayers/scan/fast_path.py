@@ -21,10 +21,14 @@ by ``uint8_measure`` (its few positions outside the proof transformed, its
 extremes from one subtraction) or, where that cannot answer, transformed
 whole, as Caffe would deliver it.
 
+An encoded record (a JPEG or PNG) is decoded here with the OpenCV Caffe
+links (``encoded_records``) and then judged as a raw record of the decoded
+shape: a decoded image is uint8 too.
+
 Whatever Caffe would refuse (a record that does not parse, a size that does
-not match its shape, a shape that does not fit its batch, an encoded image,
-a mean file of another shape) is not judged here: the worker stops and says
-where, and the scan hands the whole pass to Caffe's own layer, whose answer
+not match its shape, a shape that does not fit its batch, an image that
+does not decode, a mean file of another shape) is not judged here: the
+worker stops and says where, and the scan hands the whole pass to Caffe's own layer, whose answer
 (usually the CHECK that stops it) is the scan's answer too.
 """
 
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffe_nanlayers.scan import databases, findings, guarded_reads
+from caffe_nanlayers.scan import databases, encoded_records, findings, guarded_reads
 from caffe_nanlayers.scan.datum_wire import read_header
 from caffe_nanlayers.scan.uint8_measure import Uint8Measure
 
@@ -173,6 +177,7 @@ class RangeSpec:
     tops: tuple  # ((top name, label config or None), ...): data, then label when the layer has one
     survey: bool = False
     check_past: int = 0
+    decoding: encoded_records.Decoding = dataclasses.field(default_factory=encoded_records.Decoding)
 
 
 def _records(spec: RangeSpec):
@@ -242,7 +247,13 @@ def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
 
     for record, key, value in _records(spec):  # record: counted from the range's start, a batch's first
         header = read_header(value)
-        if header is not None and header.data_size and not header.encoded:
+        if header is not None and header.encoded:
+            if record >= spec.count:
+                continue  # past the range, only checked whole: an encoded record always is
+            start = header.data_offset
+            shape, pixels = _decoded(spec, value[start : start + header.data_size], record)
+            label, size, floats = header.label, pixels.size, None
+        elif header is not None and header.data_size:
             # The common record, raw uint8: its pixels are a view of the record, read only if needed.
             shape, label, size = (
                 (header.channels, header.height, header.width),
@@ -275,13 +286,16 @@ def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
                 continue
             if record >= spec.count:
                 continue
+            label = datum.label
             if datum.encoded:
-                raise HandOver(record, "is an encoded image, decoded by Caffe's OpenCV")
-            shape, label = (datum.channels, datum.height, datum.width), datum.label
-            raw = datum.data  # Caffe reads data when it is not empty, float_data otherwise
-            pixels = np.frombuffer(raw, np.uint8) if raw else None
-            floats = None if raw else datum.float_data
-            size = len(raw) if raw else len(floats)
+                shape, pixels = _decoded(spec, datum.data, record)
+                size, floats = pixels.size, None
+            else:
+                shape = (datum.channels, datum.height, datum.width)
+                raw = datum.data  # Caffe reads data when it is not empty, float_data otherwise
+                pixels = np.frombuffer(raw, np.uint8) if raw else None
+                floats = None if raw else datum.float_data
+                size = len(raw) if raw else len(floats)
         refusal = transform.refusal(shape, spec.first_channels)
         if refusal:
             raise HandOver(record, refusal)
@@ -317,6 +331,14 @@ def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
             report(("progress", None, done[0], found[sent:]))
             sent, last_report = len(found), now
     report(("progress", None, done[0], found[sent:]))
+
+
+def _decoded(spec: RangeSpec, data, record: int):
+    """An encoded record's shape and CHW pixels, decoded as Caffe decodes it, or the hand-over."""
+    try:
+        return encoded_records.decode(data, spec.decoding, spec.transform)
+    except encoded_records.Refused as refused:
+        raise HandOver(record, str(refused)) from None
 
 
 def label_is_bad(label: int, config: dict) -> bool:

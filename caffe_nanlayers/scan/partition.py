@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 
 from caffe_nanlayers.proto_io import net_to_text
-from caffe_nanlayers.scan import databases, fast_path, guarded_reads, hdf5_range
+from caffe_nanlayers.scan import databases, encoded_records, fast_path, guarded_reads, hdf5_range
 from caffe_nanlayers.scan.scan_net import build_scan_net
 
 # Below this many records a range is not worth a worker (a fresh interpreter, a few tenths of a second).
@@ -126,6 +126,7 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
         pass  # the worker that meets it hands the pass to Caffe
     tops = tuple((top, label_of.get(top)) for top in layer.top)
     transform = fast_path.Transform.of(layer.transform_param, pb2)
+    decoding = encoded_records.Decoding.of(layer.transform_param)
     if _proven_raw(first, transform):
         ranges = coalesce(ranges, count // MIN_PROVEN_RECORDS_PER_TASK)
     tasks = []
@@ -140,9 +141,10 @@ def _database_tasks(index, layer, source, count, label_of, workers, workdir, pb2
             check_past=past if number == len(ranges) - 1 else 0,
             survey=not source.surveyed,
             batch_size=source.batch_size,
-            first_channels=first.channels,
+            first_channels=encoded_records.first_channels(first, decoding),
             transform=transform,
             tops=tops,
+            decoding=decoding,
         )
         tasks.append(Task(index, start, length, "fast", (spec,), source.label))
     return tasks

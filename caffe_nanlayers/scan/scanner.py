@@ -18,6 +18,7 @@ from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.isolate import CaffeStopped, IsolatedWorker
 from caffe_nanlayers.proto_io import caffe_pb2, net_to_text, read_net_or_solver
 from caffe_nanlayers.scan.databases import format_key
+from caffe_nanlayers.scan.encoded_records import missing_decoder_notes
 from caffe_nanlayers.scan.guarded_reads import broken_records_error
 from caffe_nanlayers.scan.label_ranges import label_ranges
 from caffe_nanlayers.scan.report import BadRecord, ScanReport, SourceSummary
@@ -142,6 +143,7 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
         scan_net = build_scan_net(copies, config, pb2)
         parallel = None
         if workers is not None:
+            notes.extend(missing_decoder_notes(choice.scanned, sources))
             parallel = scan_in_parallel(
                 sources, copies, planned, config, workers, Path(workdir), pb2, phase_name, on_progress
             )
