@@ -8,9 +8,9 @@ order) is HDF5's own, and HDF5's rules are not numpy's: a float64 just above
 float32's largest value becomes +inf in HDF5's conversion of little-endian
 doubles where numpy rounds it down to the largest float32, and HDF5's
 conversion of big-endian data rounds differently again. So this module never
-converts in numpy: ``Dataset.read_direct`` into a float32 array makes h5py
-call ``H5Dread`` with a float32 memory type, HDF5's own path, and a test
-holds the values against Caffe's top blobs, Caffe being the oracle.
+converts in numpy: h5py's low-level read into a float32 array calls
+``H5Dread`` with a float32 memory type, HDF5's own path, and a test holds
+the values against Caffe's top blobs, Caffe being the oracle.
 
 A row is what Caffe copies into one item of the batch: the dataset's
 trailing dimensions (a 1-D dataset gives one value per row, a 4-D one an
@@ -41,14 +41,11 @@ from caffe_nanlayers.scan.findings import bad_label_rows, label_finding, nonfini
 PROGRESS_INTERVAL_S = 0.2
 CHUNK_BYTES = 8 << 20  # of float32 rows, per top: what a worker holds of a file at once
 # The stored types whose conversion to float32 by HDF5 was held against Caffe's HDF5Data layer
-# (numpy kind and item size; either byte order). Others (long double, bool, which HDF5 stores as an
-# enum that Caffe refuses, strings, compounds) are read by Caffe's own layer.
-# Caffe reads the classes H5T_FLOAT and H5T_INTEGER only, and the worker checks the class as Caffe does.
+# (numpy kind and item size; either byte order), within the classes Caffe reads (H5T_FLOAT,
+# H5T_INTEGER). Others (long double; bool and other enums, which Caffe refuses) go to Caffe's layer.
 CHECKED_TYPES = frozenset(
     [("f", 2), ("f", 4), ("f", 8)] + [(kind, size) for kind in "iu" for size in (1, 2, 4, 8)]
 )
-
-
 # H5Z_FILTER_DEFLATE, _SHUFFLE and _FLETCHER32: part of every HDF5 library (deflate with zlib, which
 # Debian's and h5py's both have). Any other filter goes to Caffe's own layer.
 PLAIN_FILTERS = frozenset({1, 2, 3})
