@@ -80,3 +80,27 @@ def test_locate_row_walks_the_files_in_list_order():
     ]
     with pytest.raises(IndexError):
         locate_row(files, 5)
+
+
+def test_a_list_checked_in_parts_at_once_gives_the_whole_lists_answer(in_tmp, monkeypatch):
+    from caffe_nanlayers.scan import guarded_reads
+
+    monkeypatch.setattr(guarded_reads, "MIN_FILES_PER_SURVEY_PART", 2)
+    names = []
+    for number in range(9):
+        names.append(f"f{number}.h5")
+        write(in_tmp / names[-1], data=np.zeros((number + 1, 2)), label=np.zeros(number + 1))
+    (in_tmp / "list.txt").write_text("\n".join(names) + "\n")
+    whole = guarded_reads.inspect_hdf5("list.txt", ["data", "label"], "src")
+    assert guarded_reads.inspect_hdf5("list.txt", ["data", "label"], "src", parts=3) == whole
+    assert [f.rows for f in whole] == list(range(1, 10))
+
+    # Two bad files in two parts: the answer is the first one's, as one pass over the list gives.
+    (in_tmp / "f7.h5").write_bytes(b"not an HDF5 file")
+    write(in_tmp / "f4.h5", data=np.zeros((3, 2)), label=np.zeros(2))
+    errors = []
+    for parts in (1, 3, 4):
+        with pytest.raises(UserError) as caught:
+            guarded_reads.inspect_hdf5("list.txt", ["data", "label"], "src", parts=parts)
+        errors.append(str(caught.value))
+    assert errors[0].startswith("list.txt:5: 'f4.h5'") and errors == [errors[0]] * 3

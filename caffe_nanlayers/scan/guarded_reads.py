@@ -24,16 +24,20 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from caffe_nanlayers.errors import UserError
-from caffe_nanlayers.isolate import CaffeStopped, run_isolated, signal_name
+from caffe_nanlayers.isolate import CaffeStopped, IsolatedWorker, run_isolated, signal_name
 from caffe_nanlayers.scan import databases, hdf5_lists
 
 _MARK = struct.Struct("<qH")  # position of the last record read whole, length of its name
 _MARK_SIZE = 4096
 _NAME_MAX = _MARK_SIZE - _MARK.size
 _STANDALONE = "_nanlayers_caffe_pb2"
+# A child checking a run of an HDF5 list starts in about a quarter of a second, the time to open
+# about 800 small files: a run of fewer files than this is not worth a child of its own.
+MIN_FILES_PER_SURVEY_PART = 512
 MAX_LISTED = 3  # bad records named in the one line; the count says how many there are
 
 
@@ -57,16 +61,19 @@ def _read_mark(path: str) -> tuple[int, bytes] | None:
     return None if position < 0 else (position, data[_MARK.size : _MARK.size + length])
 
 
-def _guarded(function, label: str, unit: str, *args):
+def _guarded(function, label: str, unit: str, *args, worker: IsolatedWorker | None = None):
     """Run ``function(report, mark_path, *args)`` in a child; a crash is a UserError naming where.
 
-    ``unit`` is what the child walks: "record" (a database's) or "file" (an HDF5 list's).
+    ``unit`` is what the child walks: "record" (a database's) or "file" (an HDF5 list's). The
+    child is ``worker``'s when given (its caller may kill it), else one of its own.
     """
     fd, mark_path = tempfile.mkstemp(prefix="nanlayers-mark-")
     try:
         os.write(fd, _MARK.pack(-1, 0).ljust(_MARK_SIZE, b"\0"))
         os.close(fd)
         try:
+            if worker is not None:
+                return worker.run(function, mark_path, *args)
             return run_isolated(function, mark_path, *args)
         except CaffeStopped as exc:  # the reader died: no Caffe was involved, whatever the class says
             where = _where(_read_mark(mark_path), unit)
@@ -194,13 +201,65 @@ def _broken_in_child(report, mark_path, view, backend, label, start, batch_size)
 # --- HDF5 ------------------------------------------------------------------------------------------
 
 
-def inspect_hdf5(source: str, tops: list[str], label: str) -> list[hdf5_lists.Hdf5File]:
-    """``hdf5_lists.inspect_files`` in a child: a damaged header that crashes HDF5 is named by file."""
-    return _guarded(_inspect_in_child, label, "file", source, tops, label)
+def inspect_hdf5(source: str, tops: list[str], label: str, parts: int = 1) -> list[hdf5_lists.Hdf5File]:
+    """``hdf5_lists.inspect_files`` in a child: a damaged header that crashes HDF5 is named by file.
+
+    With ``parts`` > 1 a long list is cut into runs of files checked by as many children at
+    once: opening every file is a pass of its own before the scan, and on many cores it would
+    bound the scan by one. The answer is the whole list's: the files in order, or the error of
+    the first file that fails (each file's check is its own, so the earliest failing run's first
+    error is the list's first).
+    """
+    entries = hdf5_lists.read_list(source, label) if parts > 1 else []
+    parts = max(1, min(parts, len(entries) // MIN_FILES_PER_SURVEY_PART))
+    if parts == 1:
+        return _guarded(_inspect_in_child, label, "file", source, tops, label)
+    bounds = [len(entries) * i // parts for i in range(parts + 1)]
+    answers: list = [None] * parts
+    children = [IsolatedWorker() for _ in range(parts)]
+
+    def check(part: int) -> None:
+        first, end = bounds[part], bounds[part + 1]
+        try:
+            answers[part] = _guarded(
+                _inspect_in_child,
+                label,
+                "file",
+                source,
+                tops,
+                label,
+                entries[first:end],
+                first,
+                worker=children[part],
+            )
+        except UserError as error:
+            answers[part] = error
+
+    threads = [threading.Thread(target=check, args=(part,), daemon=True) for part in range(parts)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)  # a timed join lets Ctrl-C through
+    except BaseException:
+        for child in children:
+            child._kill()  # the children ignore Ctrl-C: the command decides, and leaves none behind
+        raise
+    finally:
+        for child in children:
+            child.close()
+    files = []
+    for answer in answers:
+        if isinstance(answer, UserError):
+            raise answer
+        files.extend(answer)
+    return files
 
 
-def _inspect_in_child(report, mark_path, source, tops, label):
-    return hdf5_lists.inspect_files(source, tops, label, on_file=_Mark(mark_path).passed)
+def _inspect_in_child(report, mark_path, source, tops, label, entries=None, first_index=0):
+    on_file = _Mark(mark_path).passed
+    return hdf5_lists.inspect_files(source, tops, label, on_file, entries, first_index)
 
 
 def check_hdf5(source: str, tops: list[str], label: str) -> None:

@@ -80,17 +80,23 @@ def check_files(source: str, tops: list[str], label: str, on_file=None) -> None:
     inspect_files(source, tops, label, on_file)
 
 
-def inspect_files(source: str, tops: list[str], label: str, on_file=None) -> list[Hdf5File]:
+def inspect_files(
+    source: str, tops: list[str], label: str, on_file=None, entries=None, first_index: int = 0
+) -> list[Hdf5File]:
     """Check every listed file has a numeric dataset per top with equal row counts; return the row counts.
 
     ``on_file(index, name)`` is called before each file is opened (``guarded_reads`` keeps it
-    where a crash of HDF5 cannot erase it).
+    where a crash of HDF5 cannot erase it). ``entries`` (``read_list``'s, from ``first_index`` on)
+    restricts the check to a part of the list: each file's check is its own, so the parts of a
+    list checked apart give what the whole list checked at once gives.
     """
     h5py = _h5py()
     access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     access.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
     files = []
-    for index, (line, name) in enumerate(read_list(source, label)):
+    if entries is None:
+        entries = read_list(source, label)
+    for index, (line, name) in enumerate(entries, first_index):
         where = f"{source}:{line}"
         path = _require_file(source, line, name)
         if on_file is not None:

@@ -111,7 +111,8 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
         # With workers, a database's records are checked by the workers that read them, not first
         # in one pass here (which would bound the scan by one core): see ``Source.survey``.
         sources = [
-            open_source(layer, Path(workdir), limit, survey=workers is None) for layer in choice.scanned
+            open_source(layer, Path(workdir), limit, survey=workers is None, parts=workers or 1)
+            for layer in choice.scanned
         ]
         copies = []
         for layer, source in zip(choice.scanned, sources):

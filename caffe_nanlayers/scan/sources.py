@@ -103,11 +103,14 @@ class Source:
         return "LMDB" if self.kind == "LMDB" else "LEVELDB"
 
 
-def open_source(layer, workdir: Path, limit: int | None = None, survey: bool = True) -> Source:
+def open_source(
+    layer, workdir: Path, limit: int | None = None, survey: bool = True, parts: int = 1
+) -> Source:
     """Check the layer's dataset the way Caffe will read it, count one pass, and prepare a view if needed.
 
     ``survey=False`` leaves a database's records unread (only counted): the caller's workers check
-    them, or the caller calls ``Source.survey`` before Caffe reads them.
+    them, or the caller calls ``Source.survey`` before Caffe reads them. ``parts`` children may
+    check an HDF5 list's files at once (``guarded_reads.inspect_hdf5``).
     """
     if layer.type == "Data":
         return _database(layer, workdir, limit, survey)
@@ -116,7 +119,7 @@ def open_source(layer, workdir: Path, limit: int | None = None, survey: bool = T
         label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
         if not param.source:
             raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
-        files = guarded_reads.inspect_hdf5(param.source, list(layer.top), label)
+        files = guarded_reads.inspect_hdf5(param.source, list(layer.top), label, parts)
         records = sum(f.rows for f in files)
         return Source(
             layer.name,
