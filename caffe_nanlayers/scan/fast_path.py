@@ -45,6 +45,9 @@ from caffe_nanlayers.scan.datum_wire import read_header
 from caffe_nanlayers.scan.uint8_measure import Uint8Measure
 
 PROGRESS_INTERVAL_S = 0.2
+# Findings wait for the next progress message up to this many: one message a finding would cost
+# more than measuring the record when every record is bad (a mean file holding a NaN).
+FINDINGS_PER_MESSAGE = 256
 UINT8_EXTREMES = (0.0, 255.0)
 
 
@@ -327,7 +330,7 @@ def _scan_range(report, spec: RangeSpec, done: list, broken: list) -> None:
             )
         done[0] += 1
         now = time.monotonic()
-        if len(found) > sent or now - last_report >= PROGRESS_INTERVAL_S:
+        if len(found) - sent >= FINDINGS_PER_MESSAGE or now - last_report >= PROGRESS_INTERVAL_S:
             report(("progress", None, done[0], found[sent:]))
             sent, last_report = len(found), now
     report(("progress", None, done[0], found[sent:]))

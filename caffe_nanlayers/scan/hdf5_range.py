@@ -39,6 +39,9 @@ from caffe_nanlayers.finite import all_finite
 from caffe_nanlayers.scan.findings import bad_label_rows, label_finding, nonfinite_finding
 
 PROGRESS_INTERVAL_S = 0.2
+# Findings wait for the next progress message up to this many: one message a finding would cost
+# more than measuring the record when every record is bad (a mean file holding a NaN).
+FINDINGS_PER_MESSAGE = 256
 CHUNK_BYTES = 8 << 20  # of float32 rows, per top: what a worker holds of a file at once
 # The stored types whose conversion to float32 by HDF5 was held against Caffe's HDF5Data layer
 # (numpy kind and item size; either byte order), within the classes Caffe reads (H5T_FLOAT,
@@ -101,7 +104,7 @@ def _scan_range(report, spec: Hdf5RangeSpec, done: list) -> None:
             _measure(top_values, label, top, spec, first, findings)
         done[0] = first + len(values[0])
         now = time.monotonic()
-        if len(findings) > sent or now - last_report >= PROGRESS_INTERVAL_S:
+        if len(findings) - sent >= FINDINGS_PER_MESSAGE or now - last_report >= PROGRESS_INTERVAL_S:
             report(("progress", None, done[0], findings[sent:]))
             sent, last_report = len(findings), now
     report(("progress", None, done[0], findings[sent:]))
