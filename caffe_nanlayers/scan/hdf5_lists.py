@@ -12,6 +12,7 @@ record by file and row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 
@@ -91,34 +92,49 @@ def inspect_files(
     list checked apart give what the whole list checked at once gives.
     """
     h5py = _h5py()
-    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    access.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
-    files = []
+    access = file_access(h5py)
     if entries is None:
         entries = read_list(source, label)
+    files = []
     for index, (line, name) in enumerate(entries, first_index):
-        where = f"{source}:{line}"
-        path = _require_file(source, line, name)
-        if on_file is not None:
-            on_file(index, name.encode())
-        surveyed = _survey_clean_file(h5py, str(path), tops, access)
-        if surveyed is not None:
-            files.append(Hdf5File(name, *surveyed))
-            continue
-        try:
-            handle = h5py.File(str(path), "r")
-        except OSError as exc:
-            raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
-        with handle:
-            try:
-                files.append(Hdf5File(name, *_rows(handle, tops, f"{where}: {name!r}")))
-            except UserError:
-                raise
-            except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
-                raise UserError(
-                    f"{where}: {name!r} is damaged ({_h5_reason(exc)}); Caffe cannot read it"
-                ) from None
+        mark = None if on_file is None else functools.partial(on_file, index, name.encode())
+        files.append(inspect_file(h5py, access, source, line, name, tops, mark))
     return files
+
+
+def file_access(h5py):
+    """The file access properties of every open here: closing a file closes its datasets."""
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
+    return access
+
+
+def inspect_file(
+    h5py, access, source: str, line: int, name: str, tops: list[str], before_open=None
+) -> Hdf5File:
+    """``inspect_files``' check of one listed file (line ``line`` of ``source``): its rows, or a UserError.
+
+    ``before_open()`` is called once the file is found, before HDF5 opens it.
+    """
+    where = f"{source}:{line}"
+    path = _require_file(source, line, name)
+    if before_open is not None:
+        before_open()
+    surveyed = _survey_clean_file(h5py, str(path), tops, access)
+    if surveyed is not None:
+        return Hdf5File(name, *surveyed)
+    try:
+        handle = h5py.File(str(path), "r")
+    except OSError as exc:
+        raise UserError(f"{where}: {name!r} is not a readable HDF5 file ({_h5_reason(exc)})") from None
+    with handle:
+        try:
+            return Hdf5File(name, *_rows(handle, tops, f"{where}: {name!r}"))
+        except UserError:
+            raise
+        except Exception as exc:  # a damaged header: h5py raises KeyError, RuntimeError, ValueError, ...
+            why = _h5_reason(exc)
+            raise UserError(f"{where}: {name!r} is damaged ({why}); Caffe cannot read it") from None
 
 
 def _survey_clean_file(h5py, path: str, tops: list[str], access) -> tuple[int, tuple] | None:
