@@ -344,3 +344,56 @@ def test_a_parallel_scan_reads_each_record_once_in_the_workers(caffe, workdir, c
     code, report, err = scan_json(capsys, "net.prototxt", "--workers", "3")
 
     assert (code, err, report["records_scanned"]) == (1, "", 40)
+
+
+def write_hdf5_list(workdir, rows_per_file=(7, 3, 12, 1, 9, 6, 5, 4, 8, 2)) -> list[str]:
+    """Files of uneven rows, a NaN, Inf or -Inf in the middle of each and a label 5 (out of range) in some."""
+    rng = np.random.default_rng(9)
+    names = []
+    for number, rows in enumerate(rows_per_file):
+        data = rng.uniform(-1, 1, (rows, 2, 3)).astype(np.float32)
+        labels = rng.integers(0, 5, rows).astype(np.float32)
+        data[rows // 2, 1, number % 3] = (np.nan, np.inf, -np.inf)[number % 3]
+        labels[-1] = 5 if number % 2 else labels[-1]
+        names.append(f"part{number}.h5")
+        with h5py.File(workdir / names[-1], "w") as f:
+            f["data"], f["label"] = data, labels
+    (workdir / "list.txt").write_text("\n".join(names) + "\n")
+    (workdir / "net.prototxt").write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label"\n'
+        '  hdf5_data_param { source: "list.txt" batch_size: 4 } }\n' + CLASSIFIER
+    )
+    return names
+
+
+def test_an_hdf5_lists_files_are_checked_by_the_workers_that_read_them(caffe, workdir, capsys, monkeypatch):
+    from caffe_nanlayers.scan import guarded_reads
+
+    write_hdf5_list(workdir)
+    reference = scan_json(capsys, "net.prototxt", "--no-fast-path")
+    assert reference[0] == 1 and reference[1]["records_scanned"] == 57
+
+    def no_survey(*args, **kwargs):
+        raise AssertionError("the command checked every file before the workers")
+
+    monkeypatch.setattr(guarded_reads, "inspect_hdf5", no_survey)
+    for count in (1, 3):
+        assert scan_json(capsys, "net.prototxt", "--workers", str(count)) == reference, count
+
+
+@pytest.mark.parametrize("broken", ["missing", "damaged", "both"])
+def test_a_bad_file_in_an_hdf5_list_is_the_same_error_with_workers(
+    caffe, workdir, capsys, monkeypatch, broken
+):
+    from caffe_nanlayers.scan import guarded_reads
+
+    names = write_hdf5_list(workdir)
+    if broken in ("missing", "both"):
+        (workdir / names[7]).unlink()
+    if broken in ("damaged", "both"):
+        (workdir / names[4]).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    reference = scan_json(capsys, "net.prototxt", "--no-fast-path")
+    assert reference[0] == 2 and f"list.txt:{5 if broken != 'missing' else 8}:" in reference[2]
+    monkeypatch.setattr(guarded_reads, "inspect_hdf5", None)  # the workers alone check the files
+    for count in (1, 3):
+        assert scan_json(capsys, "net.prototxt", "--workers", str(count)) == reference, count

@@ -257,6 +257,11 @@ def inspect_hdf5(source: str, tops: list[str], label: str, parts: int = 1) -> li
     return files
 
 
+def inspect_hdf5_entries(source: str, tops: list[str], label: str, entries: list) -> list:
+    """``inspect_hdf5`` of the first ``entries`` of the list only (``hdf5_lists.read_list``'s)."""
+    return _guarded(_inspect_in_child, label, "file", source, tops, label, entries, 0)
+
+
 def _inspect_in_child(report, mark_path, source, tops, label, entries=None, first_index=0):
     on_file = _Mark(mark_path).passed
     return hdf5_lists.inspect_files(source, tops, label, on_file, entries, first_index)

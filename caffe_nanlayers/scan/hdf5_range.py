@@ -31,11 +31,14 @@ here imports pycaffe.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
 
+from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.finite import all_finite
+from caffe_nanlayers.scan import hdf5_lists
 from caffe_nanlayers.scan.findings import bad_label_rows, label_finding, nonfinite_finding
 
 PROGRESS_INTERVAL_S = 0.2
@@ -75,11 +78,16 @@ class Hdf5RangeSpec:
     """One worker's share of an HDF5Data layer: the first ``count`` rows of a run of whole files."""
 
     files: tuple  # paths as Caffe opens them (absolute: the worker may run elsewhere)
-    count: int
+    count: int | None  # None: every row of the files
     batch_size: int
     first_record: int  # the run's first row in the pass (batch and position of a finding)
     tops: tuple  # ((top name, label config or None), ...), in the layer's order
     row_shapes: tuple  # per top, the trailing dimensions of the list's first file: Caffe's top shape
+    # When the command did not check the list's files before the scan (``hdf5_lists.inspect_files``),
+    # the worker checks each of its files so, just before reading it: ``source`` is the list, and
+    # ``entries`` its (line, name as written) of each file.
+    source: str = ""
+    entries: tuple = ()
 
 
 def scan_range(report, spec: Hdf5RangeSpec) -> dict:
@@ -88,18 +96,22 @@ def scan_range(report, spec: Hdf5RangeSpec) -> dict:
     Findings travel in ``("progress", None, records_done, findings)`` messages, the runner's
     form, with records counted from the range's start (the parent shifts them to the pass's).
     """
-    done = [0]
+    done, checked = [0], []
     try:
-        _scan_range(report, spec, done)
+        _scan_range(report, spec, done, checked)
     except HandOver as stop:
         return {"records": done[0], "handover": [stop.record, stop.why]}
+    except UserError as refused:  # a file's check: the list's first such error is the scan's
+        return {"records": done[0], "handover": None, "refused": [len(checked), str(refused)]}
+    if spec.entries:
+        return {"records": done[0], "handover": None, "files": checked}
     return {"records": done[0], "handover": None}
 
 
-def _scan_range(report, spec: Hdf5RangeSpec, done: list) -> None:
+def _scan_range(report, spec: Hdf5RangeSpec, done: list, checked: list) -> None:
     findings: list[dict] = []
     sent, last_report = 0, time.monotonic()
-    for first, values in read_chunks(spec):
+    for first, values in read_chunks(spec, checked):
         for (top, label), top_values in zip(spec.tops, values):
             _measure(top_values, label, top, spec, first, findings)
         done[0] = first + len(values[0])
@@ -110,26 +122,35 @@ def _scan_range(report, spec: Hdf5RangeSpec, done: list) -> None:
     report(("progress", None, done[0], findings[sent:]))
 
 
-def read_chunks(spec: Hdf5RangeSpec):
+def read_chunks(spec: Hdf5RangeSpec, checked: list | None = None):
     """(first record, [rows of each top as float32]) for consecutive chunks of the range's rows.
+
+    With ``spec.entries``, each file is first checked as the list's check before a scan does
+    (``hdf5_lists.inspect_file``: its UserError goes through), and its ``Hdf5File`` appended
+    to ``checked``.
 
     The arrays are reused from one chunk to the next: use them before asking for the next.
     h5py's low-level calls, not its File and Dataset objects: a list of many small files is
     read at the cost of HDF5's own opens and reads, not of h5py's bookkeeping around them.
     """
-    from h5py import h5f, h5p
+    import h5py
+    from h5py import h5f
 
     row_sizes = [int(np.prod(shape, dtype=np.int64)) for shape in spec.row_shapes]
     if 0 in row_sizes:
         raise HandOver(0, "has a top with empty rows")
     chunk_rows = max(1, CHUNK_BYTES // (4 * max(row_sizes)))
-    access = h5p.create(h5p.FILE_ACCESS)
-    access.set_fclose_degree(h5f.CLOSE_STRONG)  # closing the file closes its datasets
+    access = hdf5_lists.file_access(h5py)  # closing the file closes its datasets
     buffers: list = [None] * len(spec.tops)
     record = 0
-    for name in spec.files:
-        if record >= spec.count:
+    count = math.inf if spec.count is None else spec.count
+    tops = [top for top, _ in spec.tops]
+    for index, name in enumerate(spec.files):
+        if record >= count:
             break
+        if spec.entries:
+            line, written = spec.entries[index]
+            checked.append(hdf5_lists.inspect_file(h5py, access, spec.source, line, written, tops))
         try:
             fid = h5f.open(name.encode(), h5f.ACC_RDONLY, fapl=access)
         except Exception as exc:  # Caffe's own layer, run on the list, says what it makes of the file
@@ -137,7 +158,7 @@ def read_chunks(spec: Hdf5RangeSpec):
         try:
             datasets = _datasets(fid, name, spec, record)
             stored = datasets[0].shape[0]
-            rows = min(stored, spec.count - record)
+            rows = int(min(stored, count - record))
             for start in range(0, rows, chunk_rows):
                 end = min(rows, start + chunk_rows)
                 chunk = []

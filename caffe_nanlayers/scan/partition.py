@@ -43,8 +43,13 @@ class Task:
     kind: str
     args: tuple
     label: str = ""  # the source, as error messages name it
+    # A run of an HDF5 list whose rows were not counted before the scan: ``start`` and ``count``
+    # are known once the workers have read (``workers.run_tasks``); ``files`` is the run's files.
+    files: range | None = None
 
     def describe(self) -> str:
+        if self.files is not None:
+            return f"{self.label}: files {self.files.start + 1} to {self.files.stop} of the list"
         return f"{self.label}: records {self.start} to {self.start + self.count - 1}"
 
 
@@ -101,6 +106,14 @@ def plan(sources, copies, planned, label_of, workers: int, workdir: Path, pb2, p
         return None
     tasks = []
     for index, (layer, source, count) in enumerate(zip(copies, sources, planned)):
+        if source.kind == "HDF5" and not source.surveyed:
+            runs = _unsurveyed_hdf5_tasks(index, layer, source, label_of, workers)
+            if runs is not None:
+                tasks.extend(runs)
+                continue
+            # Caffe's own layer reads the runs: their rows are needed first.
+            source.survey(parts=workers)
+            count = source.records
         if source.kind == "HDF5":
             tasks.extend(
                 _hdf5_tasks(index, layer, source, count, label_of, workers, workdir, pb2, phase_name)
@@ -203,6 +216,38 @@ def _why_caffe_reads(layer, files) -> str | None:
             if 0 in shape:
                 return f"{entry.name!r} has empty rows"
     return None
+
+
+def _unsurveyed_hdf5_tasks(index, layer, source, label_of, workers) -> list[Task] | None:
+    """Runs of an HDF5 list whose files were not checked before the scan: each worker checks its own.
+
+    The runs are balanced by files (their rows are counted as they are read), each at least as many
+    files as the first file's rows make a task worth a worker. None when Caffe's own layer must read
+    the list.
+    """
+    first = source.hdf5_files[0]
+    if _why_caffe_reads(layer, [first]) is not None:
+        return None
+    files = len(source.hdf5_entries)
+    runs = file_runs([1] * files, files, workers, max(1, MIN_RECORDS_PER_TASK // max(1, first.rows)))
+    tops = tuple((top, label_of.get(top)) for top in layer.top)
+    row_shapes = tuple(shape for shape, _ in first.layout)
+    tasks = []
+    for first_file, end_file, _ in runs:
+        entries = tuple(source.hdf5_entries[first_file:end_file])
+        spec = hdf5_range.Hdf5RangeSpec(
+            files=tuple(str(Path(name).absolute()) for _, name in entries),
+            count=None,
+            batch_size=source.batch_size,
+            first_record=0,
+            tops=tops,
+            row_shapes=row_shapes,
+            source=source.source,
+            entries=entries,
+        )
+        run = range(first_file, end_file)
+        tasks.append(Task(index, 0, 0, "hdf5", (spec,), source.label, files=run))
+    return tasks
 
 
 def _hdf5_tasks(index, layer, source, count, label_of, workers, workdir, pb2, phase_name) -> list[Task]:

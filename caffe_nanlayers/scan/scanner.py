@@ -126,43 +126,55 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
                     f"layer {layer.name!r} is a Python data layer: its size is unknown, so it is scanned "
                     "batch by batch and its records are named by batch and item"
                 )
-        # A Python layer's size is unknown: --limit is its count, else --python-batches decides.
-        planned = [limit if s.records is None else min(s.records, limit or s.records) for s in sources]
-        forwards = plan_forwards(sources, planned, python_batches)
-        config = {
-            "sources": [{"batch_size": s.batch_size, "records": n} for s, n in zip(sources, planned)],
-            "bottoms": [
-                {
-                    "source": index,
-                    "top": top,
-                    "label": ranges[top].as_config() if top in ranges else None,
-                }
-                for index, layer in enumerate(copies)
-                for top in layer.top
-            ],
-        }
-        scan_net = build_scan_net(copies, config, pb2)
+        planned, forwards, config, scan_net = _plan_pass(sources, copies, ranges, limit, python_batches, pb2)
         parallel = None
+        estimated = not all(source.surveyed for source in sources)  # an HDF5 list's rows, not counted
         if workers is not None:
             notes.extend(missing_decoder_notes(choice.scanned, sources))
             parallel = scan_in_parallel(
                 sources, copies, planned, config, workers, Path(workdir), pb2, phase_name, on_progress
             )
         if parallel is None:
-            for source in sources:
-                source.survey()
+            if estimated:
+                for source in sources:
+                    source.survey(parts=workers or 1)
+                planned, forwards, config, scan_net = _plan_pass(
+                    sources, copies, ranges, limit, python_batches, pb2
+                )
             findings, scanned = _run(
                 worker, scan_net, phase_name, forwards, sources, planned, path, on_progress
             )
         else:
-            findings, scanned, broken = parallel
+            findings, scanned, broken, checked_lists = parallel
             _refuse_broken_records(sources, broken)
+            for index, files in checked_lists.items():
+                sources[index].checked_hdf5(files)
         bad = _bad_records(findings + _damaged_images(sources, planned), sources)
     summaries = [
         SourceSummary(layer.name, s.kind, s.source, count, s.records)
         for layer, s, count in zip(choice.scanned, sources, scanned)
     ]
     return ScanReport(str(path), phase_name, summaries, bad, notes)
+
+
+def _plan_pass(sources, copies, ranges, limit, python_batches, pb2):
+    """The records of one pass per source, the forward passes reading them, the scan net's config and net."""
+    # A Python layer's size is unknown: --limit is its count, else --python-batches decides.
+    planned = [limit if s.records is None else min(s.records, limit or s.records) for s in sources]
+    forwards = plan_forwards(sources, planned, python_batches)
+    config = {
+        "sources": [{"batch_size": s.batch_size, "records": n} for s, n in zip(sources, planned)],
+        "bottoms": [
+            {
+                "source": index,
+                "top": top,
+                "label": ranges[top].as_config() if top in ranges else None,
+            }
+            for index, layer in enumerate(copies)
+            for top in layer.top
+        ],
+    }
+    return planned, forwards, config, build_scan_net(copies, config, pb2)
 
 
 def _refuse_broken_records(sources: list[Source], broken: list[list]) -> None:

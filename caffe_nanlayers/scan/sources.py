@@ -39,6 +39,7 @@ class Source:
     # parallel scan, by the workers; ``checked`` is how many: a --limit rounded up to whole batches.
     surveyed: bool = True
     checked: int | None = None
+    hdf5_entries: list = dataclasses.field(default_factory=list)  # (line, name): an unchecked list's
 
     @property
     def label(self) -> str:
@@ -92,11 +93,20 @@ class Source:
             return None
         return f"{self.label}: {found}" if found else None
 
-    def survey(self) -> None:
-        """Check the records Caffe will read of a database opened with ``survey=False``, as opening does."""
-        if not self.surveyed:
+    def survey(self, parts: int = 1) -> None:
+        """Check the records Caffe will read of a source opened with ``survey=False``, as opening does."""
+        if self.surveyed:
+            return
+        if self.kind == "HDF5":
+            label = hdf5_label(self.source, self.layer)
+            self.checked_hdf5(guarded_reads.inspect_hdf5(self.source, self.tops, label, parts))
+        else:
             guarded_reads.survey_database(self.view, self._backend, self.label, self.checked)
-            self.surveyed = True
+        self.surveyed = True
+
+    def checked_hdf5(self, files: list) -> None:
+        """The files of an HDF5 list, checked and counted (by the survey, or by the scan's workers)."""
+        self.hdf5_files, self.records, self.surveyed = files, sum(f.rows for f in files), True
 
     @property
     def _backend(self) -> str:
@@ -116,25 +126,31 @@ def open_source(
         return _database(layer, workdir, limit, survey)
     if layer.type == "HDF5Data":
         param = layer.hdf5_data_param
-        label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
+        label = hdf5_label(param.source, layer.name)
         if not param.source:
             raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
-        files = guarded_reads.inspect_hdf5(param.source, list(layer.top), label, parts)
-        records = sum(f.rows for f in files)
-        return Source(
-            layer.name,
-            "HDF5",
-            param.source,
-            records,
-            param.batch_size,
-            hdf5_files=files,
-            tops=list(layer.top),
-        )
+        source = Source(layer.name, "HDF5", param.source, None, param.batch_size, tops=list(layer.top))
+        if survey or limit is not None:  # a --limit needs the rows of each file before the scan
+            source.surveyed = False
+            source.survey(parts)
+            return source
+        # The scan's workers check each file as they read it; only the first is checked now (its
+        # rows' shapes are the tops' shapes), and the list's size is estimated from it until then.
+        source.hdf5_entries = hdf5_lists.read_list(param.source, label)
+        first = guarded_reads.inspect_hdf5_entries(param.source, source.tops, label, source.hdf5_entries[:1])
+        source.hdf5_files, source.surveyed = first, False
+        source.records = first[0].rows * len(source.hdf5_entries)
+        return source
     if layer.type == "ImageData":
         return _image_list(layer, limit, workdir)
     if is_python_data_layer(layer):
         return Source(layer.name, "Python", "", None, None)
     raise UserError(f"layer {layer.name!r}: {layer.type} layers cannot be scanned")
+
+
+def hdf5_label(source: str, layer: str) -> str:
+    """How messages name an HDF5Data layer's list."""
+    return f"HDF5Data source {source!r} (layer {layer!r})"
 
 
 def check_for_training(layers, workdir: Path) -> None:
@@ -159,7 +175,7 @@ def check_for_training(layers, workdir: Path) -> None:
             param = layer.hdf5_data_param
             if not param.source:
                 raise UserError(f"layer {layer.name!r}: hdf5_data_param has no source")
-            label = f"HDF5Data source {param.source!r} (layer {layer.name!r})"
+            label = hdf5_label(param.source, layer.name)
             guarded_reads.check_hdf5(param.source, list(layer.top), label)
         elif layer.type == "ImageData":  # its lines only: reading every image is the scan's work
             param = layer.image_data_param

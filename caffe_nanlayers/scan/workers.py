@@ -20,6 +20,7 @@ import queue
 import threading
 
 from caffe_nanlayers.caffe_net import import_caffe
+from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.isolate import IsolatedWorker
 from caffe_nanlayers.scan import fast_path, hdf5_range, partition, runner
 
@@ -102,6 +103,8 @@ class _Pool:
                 for finding in new_findings:
                     finding["source"] = task.source
                     finding["record"] += task.start
+                    if task.files is not None:
+                        finding["task"] = number  # its start in the pass is known at the end
                 self.findings.extend(new_findings)
                 self.done[number] = records_done
                 # Under the lock, and never once stopping: the display neither goes backwards nor
@@ -162,7 +165,34 @@ def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[in
             scanned[task.source] += result["records"]
             found = result.get("broken", [])
             broken[task.source].extend([task.start + at, key, why] for at, key, why in found)
-    return sorted(pool.findings, key=_pass_order), scanned, [sorted(b) for b in broken]
+    files = _place_unsurveyed_runs(tasks, pool.results, pool.findings)
+    return sorted(pool.findings, key=_pass_order), scanned, [sorted(b) for b in broken], files
+
+
+def _place_unsurveyed_runs(tasks, results: dict, findings: list[dict]) -> dict[int, list]:
+    """Per source, the files of an HDF5 list its workers checked, and their findings placed in the pass.
+
+    A run whose rows were not counted before the scan starts, in the pass, where the runs before it
+    end: its findings are moved there, with their batch and position. A file that failed its check
+    is the list's error, as the check of the whole list before a scan would have said: the first one.
+    """
+    files: dict[int, list] = {}
+    starts: dict[int, int] = {}
+    for number, task in enumerate(tasks):
+        if task.files is None:
+            continue
+        result = results[number]
+        if "refused" in result:
+            raise UserError(result["refused"][1])  # runs come in list order: the first is the list's
+        starts[number] = sum(entry.rows for entry in files.get(task.source, []))
+        files.setdefault(task.source, []).extend(result["files"])
+    for finding in findings:
+        number = finding.pop("task", None)
+        if number is not None:
+            finding["record"] += starts[number]
+            batch_size = tasks[number].args[0].batch_size
+            finding["batch"], finding["position"] = divmod(finding["record"], batch_size)
+    return files
 
 
 def scan_in_parallel(sources, copies, planned, config, workers, workdir, pb2, phase_name, on_progress):
