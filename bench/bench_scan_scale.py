@@ -17,10 +17,11 @@ of three passes):
   processes; ``--no-fast-path`` is Caffe's Data layer decoding in one.
 - *HDF5*: a list of 2,000 files of 100 rows of 3x32x32 float32 (2.4 GB).
   Ceiling: h5py read of every file + the finiteness check, one core. Also
-  the survey alone (the parent opens every file before the scan, to check
-  and count it) and a worker's reader alone, in this process. The scan
-  splits the list into runs of whole files, each read by a worker with h5py
-  (``hdf5_range``).
+  the survey alone (every file opened to check and count it, what the
+  command does before one Caffe pass or a ``--limit``) and a worker alone
+  (each file checked as the survey does, then read), in this process. The
+  scan splits the list into runs of whole files, each checked and read by a
+  worker with h5py (``hdf5_range``).
 
 The scans are timed with ``--workers`` 1 and 2 (``--workers 1,2,4``) and
 with Caffe's own layer alone (``--no-fast-path``); *streaming* is the rate
@@ -292,21 +293,27 @@ def hdf5_survey(listing: Path) -> float:
 
 
 def hdf5_worker_alone(listing: Path, count: int) -> float:
-    """Seconds for one core to run a worker's h5py read over the whole list, in this process (no start-up)."""
-    from caffe_nanlayers.scan import hdf5_range
+    """Seconds for one core to run a worker over the whole list, in this process (no start-up).
 
+    As in a scan with workers, the worker checks each file as the survey does before reading it.
+    """
+    from caffe_nanlayers.scan import hdf5_lists, hdf5_range
+
+    entries = tuple(hdf5_lists.read_list(str(listing), "bench"))
     spec = hdf5_range.Hdf5RangeSpec(
-        files=tuple(listing.read_text().split()),
-        count=count,
+        files=tuple(name for _, name in entries),
+        count=None,
         batch_size=BATCH,
         first_record=0,
         tops=(("data", None), ("label", None)),
         row_shapes=((3, 32, 32), ()),
+        source=str(listing),
+        entries=entries,
     )
     start = time.perf_counter()
     result = hdf5_range.scan_range(lambda message: None, spec)
     elapsed = time.perf_counter() - start
-    if result != {"records": count, "handover": None}:
+    if result["records"] != count or result["handover"] is not None or "refused" in result:
         raise AssertionError(f"the worker stopped: {result}")
     return elapsed
 
@@ -321,7 +328,7 @@ def measure_hdf5(listing: Path, count: int, workers: tuple[int, ...], row, figur
     row("HDF5", "survey alone (every file opened and checked, in its child)", survey, count, ceiling)
     figures["hdf5_worker_1_core"] = row(
         "HDF5",
-        "worker alone (H5Dread into float32 + checks), 1 core",
+        "worker alone (each file checked, then H5Dread into float32 + checks), 1 core",
         hdf5_worker_alone(listing, count),
         count,
         ceiling,
