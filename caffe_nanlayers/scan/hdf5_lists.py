@@ -55,7 +55,7 @@ def _h5py():
     return h5py
 
 
-def _require_file(source: str, line: int, name: str) -> Path:
+def require_file(source: str, line: int, name: str) -> Path:
     path = Path(name)
     if not path.is_file():
         beside = Path(source).parent / name
@@ -76,7 +76,7 @@ def check_files(source: str, tops: list[str], label: str, on_file=None) -> None:
         import h5py  # noqa: F401 (only whether it is there)
     except ImportError:
         for line, name in read_list(source, label):
-            _require_file(source, line, name)
+            require_file(source, line, name)
         return
     inspect_files(source, tops, label, on_file)
 
@@ -117,7 +117,7 @@ def inspect_file(
     ``before_open()`` is called once the file is found, before HDF5 opens it.
     """
     where = f"{source}:{line}"
-    path = _require_file(source, line, name)
+    path = require_file(source, line, name)
     if before_open is not None:
         before_open()
     surveyed = _survey_clean_file(h5py, str(path), tops, access)
@@ -149,6 +149,14 @@ def _survey_clean_file(h5py, path: str, tops: list[str], access) -> tuple[int, t
     except Exception:
         return None
     try:
+        return _clean_file_rows(h5py, fid, tops)
+    finally:
+        fid.close()
+
+
+def _clean_file_rows(h5py, fid, tops: list[str]) -> tuple[int, tuple] | None:
+    """``_survey_clean_file`` of a file already open."""
+    try:
         rows, layout = None, []
         for top in tops:
             dataset = h5py.h5d.open(fid, top.encode())
@@ -160,8 +168,18 @@ def _survey_clean_file(h5py, path: str, tops: list[str], access) -> tuple[int, t
         return (rows, tuple(layout)) if rows else None
     except Exception:  # no such dataset, a group, a link to nothing, a damaged header
         return None
-    finally:
-        fid.close()
+
+
+def inspect_open_file(h5py, access, source: str, line: int, name: str, tops: list[str], fid) -> Hdf5File:
+    """``inspect_file`` of a file the caller has found (``require_file``) and opened (``fid``) to read it.
+
+    A scan's worker checks each file so before it reads it, with the one open: a file that fails
+    the low-level check is checked again the survey's way, which words the error.
+    """
+    surveyed = _clean_file_rows(h5py, fid, tops)
+    if surveyed is not None:
+        return Hdf5File(name, *surveyed)
+    return inspect_file(h5py, access, source, line, name, tops)
 
 
 def _dataset(handle, name: str, where: str):

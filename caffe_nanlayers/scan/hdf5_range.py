@@ -150,12 +150,18 @@ def read_chunks(spec: Hdf5RangeSpec, checked: list | None = None):
             break
         if spec.entries:
             line, written = spec.entries[index]
-            checked.append(hdf5_lists.inspect_file(h5py, access, spec.source, line, written, tops))
+            hdf5_lists.require_file(spec.source, line, written)
         try:
             fid = h5f.open(name.encode(), h5f.ACC_RDONLY, fapl=access)
         except Exception as exc:  # Caffe's own layer, run on the list, says what it makes of the file
+            if spec.entries:  # unless the list's check refuses it first, as it would before a scan
+                hdf5_lists.inspect_file(h5py, access, spec.source, line, written, tops)
             raise HandOver(record, f"({name}) cannot be opened by h5py ({exc})") from None
         try:
+            if spec.entries:
+                checked.append(
+                    hdf5_lists.inspect_open_file(h5py, access, spec.source, line, written, tops, fid)
+                )
             datasets = _datasets(fid, name, spec, record)
             stored = datasets[0].shape[0]
             rows = int(min(stored, count - record))
