@@ -170,18 +170,6 @@ def _clean_file_rows(h5py, fid, tops: list[str]) -> tuple[int, tuple] | None:
         return None
 
 
-def inspect_open_file(h5py, access, source: str, line: int, name: str, tops: list[str], fid) -> Hdf5File:
-    """``inspect_file`` of a file the caller has found (``require_file``) and opened (``fid``) to read it.
-
-    A scan's worker checks each file so before it reads it, with the one open: a file that fails
-    the low-level check is checked again the survey's way, which words the error.
-    """
-    surveyed = _clean_file_rows(h5py, fid, tops)
-    if surveyed is not None:
-        return Hdf5File(name, *surveyed)
-    return inspect_file(h5py, access, source, line, name, tops)
-
-
 def _dataset(handle, name: str, where: str):
     """The dataset ``name`` of a file, None if there is no such name; a link to nothing is said as such."""
     link = handle.get(name, getlink=True)

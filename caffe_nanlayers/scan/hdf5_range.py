@@ -158,11 +158,15 @@ def read_chunks(spec: Hdf5RangeSpec, checked: list | None = None):
                 hdf5_lists.inspect_file(h5py, access, spec.source, line, written, tops)
             raise HandOver(record, f"({name}) cannot be opened by h5py ({exc})") from None
         try:
-            if spec.entries:
-                checked.append(
-                    hdf5_lists.inspect_open_file(h5py, access, spec.source, line, written, tops, fid)
-                )
-            datasets = _datasets(fid, name, spec, record)
+            try:
+                datasets = _datasets(fid, name, spec, record)
+            except HandOver:
+                if spec.entries:  # the list's check refuses the file first, as it would before a scan
+                    hdf5_lists.inspect_file(h5py, access, spec.source, line, written, tops)
+                raise
+            if spec.entries:  # what the list's check would have found: these datasets pass it
+                layout = tuple((tuple(dataset.shape[1:]), dataset.dtype) for dataset in datasets)
+                checked.append(hdf5_lists.Hdf5File(written, int(datasets[0].shape[0]), layout))
             stored = datasets[0].shape[0]
             rows = int(min(stored, count - record))
             for start in range(0, rows, chunk_rows):
