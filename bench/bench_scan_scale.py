@@ -29,7 +29,7 @@ while the pass runs (from the progress messages), *end to end* the whole
 call. Targets: one worker >= 0.9x the ceiling, N workers >= 0.8 x N x the
 ceiling (up to the disk).
 
-    python bench/bench_scan_scale.py [--quick] [--workers 1,2] [--hdf5-only]
+    python bench/bench_scan_scale.py [--quick] [--workers 1,2] [--hdf5-only [--hdf5-files N]]
 """
 
 from __future__ import annotations
@@ -346,9 +346,9 @@ def measure_hdf5(listing: Path, count: int, workers: tuple[int, ...], row, figur
     row("HDF5", "scan --no-fast-path (one Caffe process)", total, count, ceiling, 1, streaming)
 
 
-def run_hdf5(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
-    """The HDF5 rows alone (``--hdf5-only``)."""
-    files = QUICK_HDF5_FILES if quick else HDF5_FILES
+def run_hdf5(quick: bool = False, workers: tuple[int, ...] = (1, 2), files: int | None = None) -> dict:
+    """The HDF5 rows alone (``--hdf5-only``), on ``files`` files (``--hdf5-files``)."""
+    files = files or (QUICK_HDF5_FILES if quick else HDF5_FILES)
     rows, figures = [], {}
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="bench-scan-scale-") as tmp:
@@ -556,9 +556,15 @@ def main(argv=None) -> int:
         "--workers", default="1,2", help="worker counts to time, comma-separated (default 1,2)"
     )
     parser.add_argument("--hdf5-only", action="store_true", help="only the HDF5 list's rows")
+    parser.add_argument(
+        "--hdf5-files", type=int, help=f"files in the HDF5 list, with --hdf5-only (default {HDF5_FILES:,})"
+    )
     args = parser.parse_args(argv)
     workers = tuple(int(n) for n in args.workers.split(","))
-    result = (run_hdf5 if args.hdf5_only else run)(quick=args.quick, workers=workers)
+    if args.hdf5_only:
+        result = run_hdf5(quick=args.quick, workers=workers, files=args.hdf5_files)
+    else:
+        result = run(quick=args.quick, workers=workers)
     print(result["title"])
     print(" | ".join(result["columns"]))
     for row in result["rows"]:
