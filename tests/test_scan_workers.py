@@ -397,3 +397,19 @@ def test_a_bad_file_in_an_hdf5_list_is_the_same_error_with_workers(
     monkeypatch.setattr(guarded_reads, "inspect_hdf5", None)  # the workers alone check the files
     for count in (1, 3):
         assert scan_json(capsys, "net.prototxt", "--workers", str(count)) == reference, count
+
+
+def test_the_progress_total_of_an_uncounted_hdf5_list_converges_on_its_rows():
+    from caffe_nanlayers.scan.workers import estimated_total
+
+    tasks = [
+        partition.Task(0, 0, 100, "fast", (), "db"),
+        partition.Task(1, 0, 0, "hdf5", (), "list", files=range(0, 4)),
+        partition.Task(1, 0, 0, "hdf5", (), "list", files=range(4, 10)),
+    ]
+    planned = [100, 70]  # the list's 10 files estimated at its first file's 7 rows
+    assert estimated_total(tasks, planned, [0, 0, 0], [0, 0, 0]) == 170
+    # 2 files of 30 rows read: the 8 others are counted at 15 rows.
+    assert estimated_total(tasks, planned, [50, 30, 0], [0, 2, 0]) == 100 + 30 + 8 * 15
+    # Every file read: the estimate is the count, whatever the first file said.
+    assert estimated_total(tasks, planned, [100, 61, 7], [0, 4, 6]) == 168

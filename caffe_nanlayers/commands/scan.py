@@ -65,6 +65,7 @@ def _run(args, prog: str) -> int:
         nonlocal progress
         if progress is None:
             progress = Progress(total, sys.stderr, unit=unit)
+        progress.total = total  # an estimate while an HDF5 list's rows are counted by the workers
         progress.update(done)
 
     def end_progress_line() -> None:

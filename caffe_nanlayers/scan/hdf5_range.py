@@ -93,7 +93,7 @@ class Hdf5RangeSpec:
 def scan_range(report, spec: Hdf5RangeSpec) -> dict:
     """Check the rows of ``spec`` in a worker: ``{"records": checked, "handover": None or [record, why]}``.
 
-    Findings travel in ``("progress", None, records_done, findings)`` messages, the runner's
+    Findings travel in ``("progress", files_done, records_done, findings)`` messages, the runner's
     form, with records counted from the range's start (the parent shifts them to the pass's).
     """
     done, checked = [0], []
@@ -117,9 +117,9 @@ def _scan_range(report, spec: Hdf5RangeSpec, done: list, checked: list) -> None:
         done[0] = first + len(values[0])
         now = time.monotonic()
         if len(findings) - sent >= FINDINGS_PER_MESSAGE or now - last_report >= PROGRESS_INTERVAL_S:
-            report(("progress", None, done[0], findings[sent:]))
+            report(("progress", len(checked), done[0], findings[sent:]))
             sent, last_report = len(findings), now
-    report(("progress", None, done[0], findings[sent:]))
+    report(("progress", len(checked), done[0], findings[sent:]))
 
 
 def read_chunks(spec: Hdf5RangeSpec, checked: list | None = None):

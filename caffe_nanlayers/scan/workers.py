@@ -52,6 +52,7 @@ class _Pool:
         self.results: dict[int, object] = {}
         self.findings: list[dict] = []
         self.done = [0] * len(tasks)
+        self.files_done = [0] * len(tasks)  # of a run of an HDF5 list not counted before the scan
         self.failure: BaseException | None = None
         self.live: set[IsolatedWorker] = set()
         self.lock = threading.Lock()
@@ -98,7 +99,7 @@ class _Pool:
             self.live.add(worker)
 
         def receive(message):
-            _, _, records_done, new_findings = message
+            _, files_done, records_done, new_findings = message
             with self.lock:
                 for finding in new_findings:
                     finding["source"] = task.source
@@ -107,10 +108,11 @@ class _Pool:
                         finding["task"] = number  # its start in the pass is known at the end
                 self.findings.extend(new_findings)
                 self.done[number] = records_done
+                self.files_done[number] = files_done or 0
                 # Under the lock, and never once stopping: the display neither goes backwards nor
                 # draws after the line that says the scan was interrupted.
                 if self.on_records is not None and not self.stopping.is_set():
-                    self.on_records(sum(self.done))
+                    self.on_records(self.done, self.files_done)
 
         try:
             with worker:
@@ -150,8 +152,9 @@ def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[in
 
     Findings come back with their source's index and their position in its pass, sorted. The
     records scanned and the broken records (``[position, key, why]`` for each record Caffe cannot
-    read whole, in pass order) are per source. ``on_records(total)`` hears the records done by all
-    workers together. Raises ``HandedOver`` when a worker met a record for Caffe to judge.
+    read whole, in pass order) are per source. ``on_records(done, files_done)`` hears the records
+    (and the files of an uncounted HDF5 run) done by each task. Raises ``HandedOver`` when a
+    worker met a record for Caffe to judge.
     """
     pool = _Pool(tasks, max(1, min(workers, len(tasks))), on_records)
     pool.run()
@@ -206,16 +209,39 @@ def scan_in_parallel(sources, copies, planned, config, workers, workdir, pb2, ph
     tasks = partition.plan(sources, copies, planned, label_of, workers, workdir, pb2, phase_name)
     if tasks is None or (all(t.kind == "caffe" for t in tasks) and len(tasks) == len(sources)):
         return None  # nothing to split: Caffe's own single pass is the same work
-    total = sum(planned)
 
-    def on_records(done: int) -> None:
+    def on_records(done: list[int], files_done: list[int]) -> None:
         if on_progress is not None:
-            on_progress(done, total, "records")
+            total = estimated_total(tasks, planned, done, files_done)
+            on_progress(sum(done), total, "records")
 
     try:
         return run_tasks(tasks, workers, on_records)
     except HandedOver:
         return None
+
+
+def estimated_total(tasks, planned: list[int], done: list[int], files_done: list[int]) -> int:
+    """The records of the whole pass, as far as they are known while the workers read.
+
+    An HDF5 list's runs are not counted before the scan: the files its workers have not read yet
+    are counted at the mean rows of the files they have (at first, of the list's first file), so
+    the estimate converges on the pass's size and equals it when the last file is read.
+    """
+    total = sum(count for index, count in enumerate(planned) if not _uncounted(tasks, index))
+    for index, count in enumerate(planned):
+        if not _uncounted(tasks, index):
+            continue
+        mine = [n for n, task in enumerate(tasks) if task.source == index]
+        files, records = sum(files_done[n] for n in mine), sum(done[n] for n in mine)
+        listed = sum(len(tasks[n].files) for n in mine)
+        per_file = records / files if files else count / max(1, listed)
+        total += records + round((listed - files) * per_file)
+    return max(total, sum(done))
+
+
+def _uncounted(tasks, source: int) -> bool:
+    return any(task.source == source and task.files is not None for task in tasks)
 
 
 def _pass_order(finding: dict) -> tuple:
