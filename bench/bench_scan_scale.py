@@ -58,6 +58,7 @@ HDF5_FILES, QUICK_HDF5_FILES = 2_000, 200
 HDF5_ROWS = 100  # per file, of 3x32x32 float32 (1.2 MB a file, 2.4 GB in all)
 BATCH = 64
 CEILING_RUNS = 3  # each ceiling is the best of this many passes
+COLUMNS = ["dataset", "reader", "records/s end to end", "records/s streaming", "vs ceiling", "target"]
 PLANTED = 777  # raw: written as float_data holding a NaN; HDF5: a row with a NaN
 
 
@@ -359,14 +360,7 @@ def run_hdf5(quick: bool = False, workers: tuple[int, ...] = (1, 2), files: int 
         measure_hdf5(listing, files * HDF5_ROWS, workers, _row_adder(rows), figures)
     return {
         "title": "5. Scan at dataset scale: the HDF5 list",
-        "columns": [
-            "dataset",
-            "reader",
-            "records/s end to end",
-            "records/s streaming",
-            "vs ceiling",
-            "target",
-        ],
+        "columns": COLUMNS,
         "rows": rows,
         "notes": [
             f"HDF5: {files:,} files of {HDF5_ROWS} rows of 3x32x32 float32; generated in {generated:.0f} s.",
@@ -520,14 +514,7 @@ def run(quick: bool = False, workers: tuple[int, ...] = (1, 2)) -> dict:
         measure_hdf5(listing, hdf5_files * HDF5_ROWS, workers, row, figures)
     return {
         "title": "5. Scan at dataset scale (raw 3x256x256, JPEG, HDF5 list)",
-        "columns": [
-            "dataset",
-            "reader",
-            "records/s end to end",
-            "records/s streaming",
-            "vs ceiling",
-            "target",
-        ],
+        "columns": COLUMNS,
         "rows": rows,
         "notes": [
             f"raw: {raw_count:,} records, {size_gb:.2f} GB; JPEG: {jpeg_count:,} records; "

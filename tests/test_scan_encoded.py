@@ -20,6 +20,7 @@ import pytest
 from google.protobuf import text_format
 from PIL import Image
 from scan_datasets import write_lmdb
+from test_scan_fast_path import write_mean
 
 from caffe_nanlayers.proto_io import caffe_pb2
 from caffe_nanlayers.scan import encoded_records, fast_path, opencv_decode
@@ -78,14 +79,6 @@ def grey_images(seed: int = 0) -> list[bytes]:
         encode(smooth(9, 10, 1, seed + 1), "PNG"),
         encode(smooth(12, 8, 1, seed + 2), "JPEG", progressive=True),
     ]
-
-
-def write_mean(path, mean: np.ndarray) -> str:
-    blob = caffe_pb2().BlobProto()
-    blob.num, (blob.channels, blob.height, blob.width) = 1, mean.shape
-    blob.data.extend(mean.astype(np.float32).ravel().tolist())
-    path.write_bytes(blob.SerializeToString())
-    return str(path)
 
 
 def caffe_output(make_net, source: str, transform: str, count: int) -> list[np.ndarray]:

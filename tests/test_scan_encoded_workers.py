@@ -9,35 +9,20 @@ a NaN. Records Caffe stops on are handed to Caffe, and the answer is its.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from scan_datasets import float_datum, write_leveldb, write_lmdb
 from test_scan_encoded import encode, encoded_datum, smooth, write_mean
+from test_scan_workers import CLASSIFIER, scan_json, small_ranges
 
-from caffe_nanlayers.commands.scan import main
-from caffe_nanlayers.scan import opencv_decode, partition
+from caffe_nanlayers.scan import opencv_decode
 
 pytestmark = pytest.mark.caffe
-
-CLASSIFIER = """
-layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 5 } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
-"""
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(partition, "MIN_RECORDS_PER_TASK", 8)
-    return tmp_path
-
-
-def scan_json(capsys, *argv):
-    code = main([*argv, "--json", "-q"])
-    captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if captured.out else None), captured.err
+    return small_ranges(tmp_path, monkeypatch)
 
 
 def net(transform: str = "", backend: str = "LMDB", source: str = "db") -> str:

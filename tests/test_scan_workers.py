@@ -34,6 +34,11 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
+    return small_ranges(tmp_path, monkeypatch)
+
+
+def small_ranges(tmp_path, monkeypatch):
+    """Work in ``tmp_path``, with ranges of a few records, so that bad records fall in every range."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(partition, "MIN_RECORDS_PER_TASK", 8)
     monkeypatch.setattr(partition, "MIN_PROVEN_RECORDS_PER_TASK", 8)
