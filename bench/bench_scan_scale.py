@@ -53,13 +53,13 @@ from caffe_nanlayers.proto_io import caffe_pb2
 
 SHAPE = (3, 256, 256)
 RAW_RECORDS, QUICK_RAW_RECORDS = 11_000, 1_100  # 2.16 GB and 0.22 GB of data
-JPEG_RECORDS, QUICK_JPEG_RECORDS = 6_000, 600  # a pass of several seconds at ~1,300 decodes/s a core
+JPEG_RECORDS, QUICK_JPEG_RECORDS = 6_000, 800  # a pass of several seconds at ~1,300 decodes/s a core
 HDF5_FILES, QUICK_HDF5_FILES = 2_000, 200
 HDF5_ROWS = 100  # per file, of 3x32x32 float32 (1.2 MB a file, 2.4 GB in all)
 BATCH = 64
 CEILING_RUNS = 3  # each ceiling is the best of this many passes
 COLUMNS = ["dataset", "reader", "records/s end to end", "records/s streaming", "vs ceiling", "target"]
-PLANTED = 777  # raw: written as float_data holding a NaN; HDF5: a row with a NaN
+PLANTED = 777  # raw, JPEG: a float_data record with a NaN; HDF5: a row with a NaN (--quick sizes too)
 
 
 def _images(count: int, rng) -> list[np.ndarray]:
