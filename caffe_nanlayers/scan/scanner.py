@@ -146,9 +146,9 @@ def _scan(worker, path, phase_name, limit, python_batches, on_progress, workers=
             )
         else:
             findings, scanned, broken, checked_lists = parallel
-            _refuse_broken_records(sources, broken)
-            for index, files in checked_lists.items():
-                sources[index].checked_hdf5(files)
+            _refuse_what_the_workers_refused(sources, broken, checked_lists)
+            for index, checked in checked_lists.items():
+                sources[index].checked_hdf5(checked["files"])
         bad = _bad_records(findings + _damaged_images(sources, planned), sources)
     summaries = [
         SourceSummary(layer.name, s.kind, s.source, count, s.records)
@@ -177,12 +177,18 @@ def _plan_pass(sources, copies, ranges, limit, python_batches, pb2):
     return planned, forwards, config, build_scan_net(copies, config, pb2)
 
 
-def _refuse_broken_records(sources: list[Source], broken: list[list]) -> None:
-    """The survey's error for the first source whose workers met records Caffe cannot read whole."""
-    for source, records in zip(sources, broken):
+def _refuse_what_the_workers_refused(sources: list[Source], broken: list[list], checked: dict) -> None:
+    """The error of the check before one Caffe pass, for the first source whose workers met one.
+
+    A database's records Caffe cannot read whole, or an HDF5 list's first file that fails its check:
+    in source order, as the sources are checked when they are opened for one pass.
+    """
+    for index, (source, records) in enumerate(zip(sources, broken)):
         if records:
             described = [f"record {at} (key {format_key(key)}) {why}" for at, key, why in records]
             raise broken_records_error(source.label, described)
+        if "refused" in checked.get(index, {}):
+            raise UserError(checked[index]["refused"])
 
 
 def _check_layer_types_available(layers, path) -> None:

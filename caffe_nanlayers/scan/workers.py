@@ -20,7 +20,6 @@ import queue
 import threading
 
 from caffe_nanlayers.caffe_net import import_caffe
-from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.isolate import IsolatedWorker
 from caffe_nanlayers.scan import fast_path, hdf5_range, partition, runner
 
@@ -147,14 +146,15 @@ class _Pool:
             raise self.failure
 
 
-def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[int], list[list]]:
-    """Run ``tasks`` (``partition.Task``) on ``workers`` processes: findings, records and broken records.
+def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[int], list[list], dict]:
+    """Run ``tasks`` (``partition.Task``) on ``workers`` processes: findings, records, what they checked.
 
     Findings come back with their source's index and their position in its pass, sorted. The
     records scanned and the broken records (``[position, key, why]`` for each record Caffe cannot
-    read whole, in pass order) are per source. ``on_records(done, files_done)`` hears the records
-    (and the files of an uncounted HDF5 run) done by each task. Raises ``HandedOver`` when a
-    worker met a record for Caffe to judge.
+    read whole, in pass order) are per source; so are, for an HDF5 list whose files the workers
+    checked, ``{"files": [Hdf5File, ...]}`` and, if one failed, ``"refused"``: the check's first
+    error. ``on_records(done, files_done)`` hears the records (and the files of an uncounted HDF5
+    run) done by each task. Raises ``HandedOver`` when a worker met a record for Caffe to judge.
     """
     pool = _Pool(tasks, max(1, min(workers, len(tasks))), on_records)
     pool.run()
@@ -172,30 +172,34 @@ def run_tasks(tasks, workers: int, on_records=None) -> tuple[list[dict], list[in
     return sorted(pool.findings, key=_pass_order), scanned, [sorted(b) for b in broken], files
 
 
-def _place_unsurveyed_runs(tasks, results: dict, findings: list[dict]) -> dict[int, list]:
-    """Per source, the files of an HDF5 list its workers checked, and their findings placed in the pass.
+def _place_unsurveyed_runs(tasks, results: dict, findings: list[dict]) -> dict[int, dict]:
+    """Per source, what the workers found checking an HDF5 list's files; their findings placed in the pass.
 
     A run whose rows were not counted before the scan starts, in the pass, where the runs before it
     end: its findings are moved there, with their batch and position. A file that failed its check
-    is the list's error, as the check of the whole list before a scan would have said: the first one.
+    is the list's error, as the check of the whole list before a scan would have said: the first one
+    (the runs come in list order).
     """
-    files: dict[int, list] = {}
+    checked: dict[int, dict] = {}
     starts: dict[int, int] = {}
     for number, task in enumerate(tasks):
         if task.files is None:
             continue
-        result = results[number]
+        result, source = results[number], checked.setdefault(task.source, {"files": []})
+        if "refused" in source:
+            continue
         if "refused" in result:
-            raise UserError(result["refused"][1])  # runs come in list order: the first is the list's
-        starts[number] = sum(entry.rows for entry in files.get(task.source, []))
-        files.setdefault(task.source, []).extend(result["files"])
+            source["refused"] = result["refused"][1]
+            continue
+        starts[number] = sum(entry.rows for entry in source["files"])
+        source["files"].extend(result["files"])
     for finding in findings:
         number = finding.pop("task", None)
-        if number is not None:
+        if number is not None and number in starts:
             finding["record"] += starts[number]
             batch_size = tasks[number].args[0].batch_size
             finding["batch"], finding["position"] = divmod(finding["record"], batch_size)
-    return files
+    return checked
 
 
 def scan_in_parallel(sources, copies, planned, config, workers, workdir, pb2, phase_name, on_progress):
