@@ -52,7 +52,7 @@ UINT8_EXTREMES = (0.0, 255.0)
 
 
 class HandOver(Exception):
-    """A record this module does not judge: the scan lets Caffe's own layer read the pass."""
+    """A record or an HDF5 file a worker of ours does not judge: Caffe's own layer reads the pass."""
 
     def __init__(self, record: int, why: str):
         super().__init__(f"record {record} {why}")

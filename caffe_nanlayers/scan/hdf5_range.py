@@ -39,12 +39,11 @@ import numpy as np
 from caffe_nanlayers.errors import UserError
 from caffe_nanlayers.finite import all_finite
 from caffe_nanlayers.scan import hdf5_lists
+
+# A worker of either reader speaks alike: the same hand-over, the same progress messages.
+from caffe_nanlayers.scan.fast_path import FINDINGS_PER_MESSAGE, PROGRESS_INTERVAL_S, HandOver
 from caffe_nanlayers.scan.findings import bad_label_rows, label_finding, nonfinite_finding
 
-PROGRESS_INTERVAL_S = 0.2
-# Findings wait for the next progress message up to this many: one message a finding would cost
-# more than measuring the record when every record is bad (a mean file holding a NaN).
-FINDINGS_PER_MESSAGE = 256
 CHUNK_BYTES = 8 << 20  # of float32 rows, per top: what a worker holds of a file at once
 # The stored types whose conversion to float32 by HDF5 was held against Caffe's HDF5Data layer
 # (numpy kind and item size; either byte order), within the classes Caffe reads (H5T_FLOAT,
@@ -55,15 +54,6 @@ CHECKED_TYPES = frozenset(
 # H5Z_FILTER_DEFLATE, _SHUFFLE and _FLETCHER32: part of every HDF5 library (deflate with zlib, which
 # Debian's and h5py's both have). Any other filter goes to Caffe's own layer.
 PLAIN_FILTERS = frozenset({1, 2, 3})
-
-
-class HandOver(Exception):
-    """A file this module does not judge: the scan lets Caffe's own layer read the pass."""
-
-    def __init__(self, record: int, why: str):
-        super().__init__(f"record {record} {why}")
-        self.record = record
-        self.why = why
 
 
 def type_is_checked(dtype) -> bool:
